@@ -1,0 +1,435 @@
+//! The `sightline` command line: JSON lines in and out so researchers can script it, progress
+//! bars on long work, clear errors naming the file, record and field, and non-zero exit codes on
+//! bad input.
+
+use crate::core::executor::{ExecutorFixes, Profile};
+use crate::core::prompts::{self, QuestionSpec, VilasrPromptStyle, EOS_TEXT};
+use crate::core::resize::{self, fetch_image, smart_resize, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FACTOR};
+use crate::core::rewards::{self, AnswerScorer};
+use crate::core::session::VilasrSession;
+use crate::core::trajectory::{self, FinishReason, ImageRef, Observation, Protocol, Sample, Trajectory, Turn};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use image::RgbImage;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "sightline", version, about = "Sightline: a studio for VLMs that reason by drawing (ViLaSR / ViLaVT)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProtocolArg {
+    Vilasr,
+    Vilavt,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProfileArg {
+    Eval,
+    Rl,
+}
+
+impl From<ProfileArg> for Profile {
+    fn from(p: ProfileArg) -> Profile {
+        match p {
+            ProfileArg::Eval => Profile::Eval,
+            ProfileArg::Rl => Profile::Rl,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScorerArg {
+    VilasrRl,
+    VilasrEval,
+    VilavtRl,
+    VilavtEval,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the embedded quick-start trajectory through the executor, render its observations,
+    /// score it, and save it as a Sightline trajectory folder.
+    Demo {
+        /// Where to write the trajectory folder.
+        #[arg(long, default_value = "sightline-demo")]
+        out: PathBuf,
+    },
+    /// Score decoded conversations with a reference RL reward. Input lines:
+    /// {"sequence", "ground_truth", "question_type", "data_type"}.
+    Score {
+        #[arg(long, value_enum)]
+        protocol: ProtocolArg,
+        /// JSON-lines file ("-" for standard input).
+        file: PathBuf,
+    },
+    /// Score final turns with one answer scorer. Input lines: {"final_turn", "ground_truth", "question_type"}.
+    ScoreAnswer {
+        #[arg(long, value_enum)]
+        scorer: ScorerArg,
+        file: PathBuf,
+    },
+    /// Apply assistant responses in order as the ViLaSR executor does and write every image.
+    Render {
+        /// Input image (repeat for several, in index order).
+        #[arg(long = "image", required = true)]
+        images: Vec<PathBuf>,
+        /// A file holding one assistant response (repeat, in turn order).
+        #[arg(long = "response", required = true)]
+        responses: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = ProfileArg::Eval)]
+        profile: ProfileArg,
+        /// Use the images as they are instead of `fetch_image` with the profile's pixel budget.
+        #[arg(long)]
+        no_resize: bool,
+        /// Override the pixel budget used to resize the inputs.
+        #[arg(long)]
+        max_pixels: Option<f64>,
+        /// Departure from the reference: refuse negative image indices instead of wrapping.
+        #[arg(long)]
+        fix_negative_index: bool,
+    },
+    /// Print the size qwen-vl-utils `smart_resize` gives an image of WIDTH×HEIGHT.
+    Resize {
+        width: u32,
+        height: u32,
+        #[arg(long, default_value_t = FACTOR)]
+        factor: u32,
+        #[arg(long, default_value_t = DEFAULT_MIN_PIXELS)]
+        min_pixels: f64,
+        #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
+        max_pixels: f64,
+    },
+    /// Inspect, validate or convert datasets (LLaMA-Factory, ViLaSR RL, ViLaVT, benchmarks).
+    #[command(subcommand)]
+    Dataset(crate::cli_dataset::DatasetCommand),
+}
+
+/// Run a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        None => {
+            eprintln!("sightline: the studio is not built yet; running the CLI demo (see `sightline --help`).");
+            demo(Path::new("sightline-demo"))
+        }
+        Some(Command::Demo { out }) => demo(&out),
+        Some(Command::Score { protocol, file }) => score(protocol, &file),
+        Some(Command::ScoreAnswer { scorer, file }) => score_answer(scorer, &file),
+        Some(Command::Render { images, responses, out, profile, no_resize, max_pixels, fix_negative_index }) => {
+            render(&images, &responses, &out, profile.into(), no_resize, max_pixels, ExecutorFixes { no_negative_wrap: fix_negative_index })
+        }
+        Some(Command::Resize { width, height, factor, min_pixels, max_pixels }) => {
+            let (h, w) = smart_resize(height, width, factor, min_pixels, max_pixels).map_err(|e| anyhow!("{e}"))?;
+            println!("{w} {h}");
+            Ok(0)
+        }
+        Some(Command::Dataset(cmd)) => crate::cli_dataset::run(cmd),
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec}, eta {eta})").unwrap());
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn open_lines(file: &Path) -> Result<(Box<dyn BufRead>, u64)> {
+    if file.as_os_str() == "-" {
+        return Ok((Box::new(std::io::BufReader::new(std::io::stdin())), 0));
+    }
+    let f = std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((Box::new(std::io::BufReader::new(f)), len))
+}
+
+/// Iterate JSON-lines records, calling `f(line_number, object)`; malformed lines produce an
+/// `{"error"}` output line and make the run exit with status 2.
+fn for_each_record(file: &Path, mut f: impl FnMut(usize, &serde_json::Map<String, Value>) -> Value) -> Result<i32> {
+    let (mut reader, len) = open_lines(file)?;
+    let pb = progress(len, "scoring");
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut bad = 0usize;
+    let mut buf = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("{}: read error", file.display()))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        pb.inc(n as u64);
+        let text = match std::str::from_utf8(&buf) {
+            Ok(t) => t.trim_end_matches(['\n', '\r']),
+            Err(e) => {
+                bad += 1;
+                let msg = format!("{}: line {line_no}: not valid UTF-8 ({e})", file.display());
+                eprintln!("{msg}");
+                writeln!(out, "{}", json!({ "error": msg }))?;
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        let result = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => f(line_no, &map),
+            Ok(other) => {
+                bad += 1;
+                let msg = format!("{}: line {line_no}: expected a JSON object, found {}", file.display(), json_kind(&other));
+                eprintln!("{msg}");
+                json!({ "error": msg })
+            }
+            Err(e) => {
+                bad += 1;
+                let msg = format!("{}: line {line_no}: invalid JSON: {e}", file.display());
+                eprintln!("{msg}");
+                json!({ "error": msg })
+            }
+        };
+        if result.get("input_error").is_some() {
+            bad += 1;
+            let msg = result["input_error"].as_str().unwrap_or_default().to_string();
+            eprintln!("{msg}");
+            writeln!(out, "{}", json!({ "error": msg }))?;
+            continue;
+        }
+        writeln!(out, "{result}")?;
+    }
+    pb.finish_and_clear();
+    out.flush()?;
+    if bad > 0 {
+        eprintln!("{}: {bad} malformed record(s)", file.display());
+        return Ok(2);
+    }
+    Ok(0)
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A required string field, or an `input_error` value naming the file, line and field.
+fn str_field<'a>(file: &Path, line: usize, m: &'a serde_json::Map<String, Value>, key: &str) -> Result<&'a str, Value> {
+    match m.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(json!({ "input_error": format!("{}: line {line}: field \"{key}\": expected a string, found {}", file.display(), json_kind(other)) })),
+        None => Err(json!({ "input_error": format!("{}: line {line}: missing field \"{key}\"", file.display()) })),
+    }
+}
+
+/// Ground truths may be numbers in some files; the reference `str()`s them.
+fn gt_field(file: &Path, line: usize, m: &serde_json::Map<String, Value>) -> Result<String, Value> {
+    match m.get("ground_truth") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => Err(json!({ "input_error": format!("{}: line {line}: field \"ground_truth\": expected a string or number, found {}", file.display(), json_kind(other)) })),
+        None => Err(json!({ "input_error": format!("{}: line {line}: missing field \"ground_truth\"", file.display()) })),
+    }
+}
+
+fn score(protocol: ProtocolArg, file: &Path) -> Result<i32> {
+    for_each_record(file, |line, m| {
+        let fields = (|| -> Result<(String, String, String), Value> {
+            Ok((str_field(file, line, m, "sequence")?.to_string(), gt_field(file, line, m)?, str_field(file, line, m, "question_type")?.to_string()))
+        })();
+        let (seq, gt, qt) = match fields {
+            Ok(x) => x,
+            Err(e) => return e,
+        };
+        let r = match protocol {
+            ProtocolArg::Vilasr => rewards::vilasr::rl_score(&seq, &gt, &qt),
+            ProtocolArg::Vilavt => rewards::vilavt::rl_score(&seq, &gt, &qt),
+        };
+        match r {
+            Ok(p) => {
+                let mut v = json!({ "overall": p.overall, "format": p.format, "accuracy": p.accuracy });
+                if let Some(refl) = p.reflection {
+                    v["reflection"] = json!(refl);
+                }
+                v
+            }
+            Err(e) => json!({ "error": e.to_string() }),
+        }
+    })
+}
+
+fn score_answer(scorer: ScorerArg, file: &Path) -> Result<i32> {
+    let scorer = match scorer {
+        ScorerArg::VilasrRl => AnswerScorer::VilasrRl,
+        ScorerArg::VilasrEval => AnswerScorer::VilasrEval,
+        ScorerArg::VilavtRl => AnswerScorer::VilavtRl,
+        ScorerArg::VilavtEval => AnswerScorer::VilavtEval,
+    };
+    for_each_record(file, |line, m| {
+        let fields = (|| -> Result<(String, String, String), Value> {
+            Ok((str_field(file, line, m, "final_turn")?.to_string(), gt_field(file, line, m)?, str_field(file, line, m, "question_type")?.to_string()))
+        })();
+        match fields {
+            Ok((ft, gt, qt)) => match rewards::score_answer(scorer, &ft, &gt, &qt) {
+                Ok(s) => json!({ "score": s }),
+                Err(e) => json!({ "error": e.to_string() }),
+            },
+            Err(e) => e,
+        }
+    })
+}
+
+/// Decode an image file with a clear error naming it.
+pub fn load_image(path: &Path) -> Result<image::DynamicImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read image", path.display()))?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot detect image format", path.display()))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| anyhow!("{}: not a readable image: {e}", path.display()))?;
+    if w > resize::MAX_SIDE || h > resize::MAX_SIDE {
+        bail!("{}: image of {w}×{h} exceeds the {}-pixel side limit", path.display(), resize::MAX_SIDE);
+    }
+    image::load_from_memory(&bytes).map_err(|e| anyhow!("{}: not a readable image: {e}", path.display()))
+}
+
+fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    trajectory::write_atomic(path, &bytes).map_err(|e| anyhow!("{e}"))
+}
+
+fn render(
+    images: &[PathBuf],
+    responses: &[PathBuf],
+    out: &Path,
+    profile: Profile,
+    no_resize: bool,
+    max_pixels: Option<f64>,
+    fixes: ExecutorFixes,
+) -> Result<i32> {
+    let budget = max_pixels.unwrap_or(profile.limits().max_pixels);
+    let mut inputs = Vec::new();
+    for p in images {
+        let img = load_image(p)?;
+        let rgb = if no_resize { resize::to_rgb(img) } else { fetch_image(img, DEFAULT_MIN_PIXELS, budget).map_err(|e| anyhow!("{}: {e}", p.display()))? };
+        inputs.push(rgb);
+    }
+    let mut texts = Vec::new();
+    for p in responses {
+        let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read response", p.display()))?;
+        let t = String::from_utf8(bytes).map_err(|e| anyhow!("{}: response is not valid UTF-8 ({e})", p.display()))?;
+        texts.push(t);
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
+    let mut session = VilasrSession::new(inputs, profile, false, None, fixes);
+    let mut steps = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let applied = session.apply(t, FinishReason::Stop);
+        let mut v = serde_json::to_value(&applied)?;
+        v["response_file"] = json!(responses[i].display().to_string());
+        v["new_images"] = json!(applied.new_images.iter().map(|(n, on)| json!({ "image": n, "drawn_on": on })).collect::<Vec<_>>());
+        steps.push(v);
+    }
+    for (i, img) in session.images.iter().enumerate() {
+        save_png(img, &out.join(format!("image-{}.png", i + 1)))?;
+    }
+    let doc = json!({ "profile": profile, "inputs": images.len(), "images": session.images.len(), "steps": steps });
+    trajectory::write_atomic(&out.join("steps.json"), serde_json::to_string_pretty(&doc)?.as_bytes()).map_err(|e| anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string(&doc)?);
+    Ok(0)
+}
+
+const QUICKSTART_INPUT: &[u8] = include_bytes!("../assets/quickstart/input.png");
+const QUICKSTART_SAMPLE: &str = include_str!("../assets/quickstart/sample.json");
+const QUICKSTART_TURNS: [&str; 3] = [
+    include_str!("../assets/quickstart/turn1.txt"),
+    include_str!("../assets/quickstart/turn2.txt"),
+    include_str!("../assets/quickstart/turn3.txt"),
+];
+
+/// The embedded quick-start: prompt → three assistant turns → observations → reward.
+fn demo(out: &Path) -> Result<i32> {
+    let sample: Sample = serde_json::from_str(QUICKSTART_SAMPLE).context("embedded quick-start sample")?;
+    let input = image::load_from_memory(QUICKSTART_INPUT).context("embedded quick-start image")?;
+    let profile = Profile::Rl;
+    let first = fetch_image(input, DEFAULT_MIN_PIXELS, profile.limits().max_pixels).map_err(|e| anyhow!("{e}"))?;
+    let (w, h) = first.dimensions();
+    let opts = sample.options.clone().unwrap_or_default();
+    let spec = QuestionSpec {
+        question: &sample.question,
+        question_type: &sample.question_type,
+        options: Some(Some(&opts)),
+        data_type: &sample.data_type,
+        original_question_type: None,
+        num_images: 1,
+        first_size: (w, h),
+    };
+    let prompt = prompts::vilasr_first_prompt(VilasrPromptStyle::Rl, &spec)?;
+    let mut traj = Trajectory::new(sample.id.clone(), Protocol::Vilasr, sample.clone());
+    traj.system_prompt = Some(prompts::vilasr_system(w, h));
+    traj.profile = Some("rl".into());
+    traj.model = Some("quick-start script".into());
+    let images_dir = out.join("images");
+    save_png(&first, &images_dir.join("input-1.png"))?;
+    traj.sample.media = trajectory::Media::Images { images: vec![ImageRef::with_size("images/input-1.png", w, h)] };
+
+    let mut session = VilasrSession::new(vec![first], profile, false, None, ExecutorFixes::default());
+    let mut sequence = prompt.clone();
+    println!("Sightline quick-start: {} ({}×{} input, profile {:?})", sample.question, w, h, profile);
+    for (i, text) in QUICKSTART_TURNS.iter().enumerate() {
+        let applied = session.apply(text, FinishReason::Stop);
+        sequence.push_str(text);
+        let mut turn = Turn { assistant_text: text.to_string(), actions: applied.actions.clone(), notes: applied.notes.clone(), ..Default::default() };
+        for (n, on) in &applied.new_images {
+            let img = &session.images[n - 1];
+            let rel = format!("images/image-{n}.png");
+            save_png(img, &out.join(&rel))?;
+            turn.observations.push(Observation { number: *n as u32, drawn_on: *on as u32, image: ImageRef::with_size(rel, img.width(), img.height()) });
+        }
+        if let Some(t) = &applied.observation_text {
+            sequence.push_str(t);
+            turn.observation_text = Some(t.clone());
+        }
+        turn.finish_reason = applied.finish_reason.clone();
+        println!(
+            "  turn {}: {} action(s) → {} ; new images {:?}",
+            i + 1,
+            applied.actions.len(),
+            applied.kind,
+            applied.new_images.iter().map(|(n, on)| format!("#{n} drawn on #{on}")).collect::<Vec<_>>()
+        );
+        traj.turns.push(turn);
+    }
+    sequence.push_str(EOS_TEXT);
+    traj.finish_reason = session.finished.clone();
+    let gt = sample.ground_truth.clone().unwrap_or_default();
+    let parts = rewards::vilasr::rl_score(&sequence, &gt, &sample.question_type).map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "  reward: overall {} (format {}, accuracy {}, reflection {})",
+        parts.overall,
+        parts.format,
+        parts.accuracy,
+        parts.reflection.unwrap_or(0.0)
+    );
+    for r in &parts.reasons {
+        println!("    - {r}");
+    }
+    traj.rewards = Some(parts.to_rewards());
+    let file = traj.save_dir(out).map_err(|e| anyhow!("{e}"))?;
+    println!("  saved {}", file.display());
+    Ok(0)
+}

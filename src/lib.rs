@@ -1,0 +1,9 @@
+//! Sightline: a desktop studio for researchers who train vision-language models that reason by
+//! drawing (ViLaSR) or by chatting with image regions (ViLaVT).
+//!
+//! Layers, arrows pointing one way: `core` ← `model` ← `rollout` ← `train` ← `ui`. Only `core`
+//! exists so far; see README.md for the module table.
+
+pub mod cli;
+pub mod cli_dataset;
+pub mod core;

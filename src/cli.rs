@@ -108,6 +108,14 @@ pub enum Command {
         #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
         max_pixels: f64,
     },
+    /// Show the compute device Sightline picks (CUDA only when libcuda loads and a device exists,
+    /// else the CPU with a notice) and check it with a small matmul.
+    #[cfg(feature = "model")]
+    Devices {
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Inspect, validate or convert datasets (LLaMA-Factory, ViLaSR RL, ViLaVT, benchmarks).
     #[command(subcommand)]
     Dataset(crate::cli_dataset::DatasetCommand),
@@ -132,7 +140,26 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Some(Command::Dataset(cmd)) => crate::cli_dataset::run(cmd),
+        #[cfg(feature = "model")]
+        Some(Command::Devices { device }) => devices(&device),
     }
+}
+
+#[cfg(feature = "model")]
+fn devices(request: &str) -> Result<i32> {
+    use crate::model::device;
+    let req: device::DeviceRequest = request.parse().map_err(|e: String| anyhow!(e))?;
+    let probe = device::probe_cuda();
+    println!("CUDA support compiled in: {}", device::CUDA_COMPILED);
+    match &probe.problem {
+        None => println!("CUDA devices: {}", probe.devices),
+        Some(p) => println!("CUDA devices: 0 ({p})"),
+    }
+    let sel = device::select_with(req, &probe, device::CUDA_COMPILED).map_err(|e| anyhow!(e))?;
+    println!("selected: {} — {}", sel.device, sel.notice);
+    let (sum, ms) = device::smoke_test(sel.device).map_err(|e| anyhow!(e))?;
+    println!("smoke test: 128×128 matmul checksum {sum} in {ms:.1} ms");
+    Ok(0)
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).

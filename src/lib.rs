@@ -2,8 +2,10 @@
 //! drawing (ViLaSR) or by chatting with image regions (ViLaVT).
 //!
 //! Layers, arrows pointing one way: `core` ← `model` ← `rollout` ← `train` ← `ui`. Only `core`
-//! exists so far; see README.md for the module table.
+//! and the device part of `model` exist so far; see README.md for the module table.
 
 pub mod cli;
 pub mod cli_dataset;
 pub mod core;
+#[cfg(feature = "model")]
+pub mod model;

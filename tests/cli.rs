@@ -147,3 +147,74 @@ fn demo_runs_and_saves_a_trajectory() {
     assert_eq!(t.turns[1].observations[0].number, 3);
     assert!(out.join(&t.turns[1].observations[0].image.path).exists());
 }
+
+#[test]
+fn dataset_inspect_validate_convert_on_benchmark_records() {
+    let bench = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/benchmarks/mmsi_bench.sample.json");
+    let o = sightline(&["dataset", "inspect", bench], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "benchmark");
+    assert!(v["records"].as_u64().unwrap() > 0);
+
+    let o = sightline(&["dataset", "inspect", bench, "--record", "0"], None);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sample"]["data_type"], "multi_view");
+
+    // The sample files ship without their images: validation without image checks passes, with them it fails.
+    let o = sightline(&["dataset", "validate", bench], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = sightline(&["dataset", "validate", bench, "--check-images"], None);
+    assert_eq!(o.status.code(), Some(1));
+
+    let dir = tempfile::tempdir().unwrap();
+    let o = sightline(&["dataset", "convert", bench, "--to", "samples", "--out", dir.path().to_str().unwrap()], None);
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(dir.path().join("samples.jsonl")).unwrap();
+    assert_eq!(text.lines().count() as u64, serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(bench).unwrap()).unwrap().as_array().unwrap().len() as u64);
+    // Benchmarks hold no conversations.
+    let o = sightline(&["dataset", "convert", bench, "--to", "llamafactory", "--out", dir.path().to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds no conversations"));
+}
+
+#[test]
+fn dataset_round_trip_llamafactory_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("imgs")).unwrap();
+    image::RgbImage::new(28, 28).save(dir.path().join("imgs/a.png")).unwrap();
+    let records = serde_json::json!([{
+        "conversations": [
+            {"role": "user", "content": "<image>\n### Question:\nWhich?"},
+            {"role": "assistant", "content": "<think>x</think> Action: Object Mapper\n```json\n[{\"index\": 1, \"bbox_2d\": [1, 2, 3, 4], \"label\": \"a\"}]\n```"},
+            {"role": "user", "content": "<image>\nThe index of the given image is 2 (width: 28, height: 28). Continue your reasoning."},
+            {"role": "assistant", "content": "<think>y</think> Action: Answer\n<answer>A</answer>"}
+        ],
+        "images": ["imgs/a.png", "imgs/a.png"]
+    }]);
+    std::fs::write(dir.path().join("set.json"), records.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("dataset_info.json"),
+        serde_json::json!({"set": {"file_name": "set.json", "formatting": "sharegpt", "columns": {"messages": "conversations", "images": "images"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant", "system_tag": "system"}}}).to_string(),
+    )
+    .unwrap();
+    let info = dir.path().join("dataset_info.json");
+    let o = sightline(&["dataset", "validate", info.to_str().unwrap(), "--check-images"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let out = dir.path().join("out");
+    let o = sightline(&["dataset", "convert", info.to_str().unwrap(), "--to", "llamafactory", "--name", "copy", "--copy-images", "--out", out.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = sightline(&["dataset", "inspect", out.join("dataset_info.json").to_str().unwrap(), "--record", "0"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["trajectory"]["turns"].as_array().unwrap().len(), 2);
+    // A path escaping the root is refused with the record named.
+    let bad = serde_json::json!([{"conversations": [{"role": "user", "content": "<image>q"}, {"role": "assistant", "content": "a"}], "images": ["../../etc/passwd"]}]);
+    std::fs::write(dir.path().join("set.json"), bad.to_string()).unwrap();
+    let o = sightline(&["dataset", "validate", info.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("record 0") && s.contains("escapes"), "{s}");
+}

@@ -3,11 +3,12 @@
 //! bad input.
 
 use crate::core::executor::{ExecutorFixes, Profile};
-use crate::core::prompts::{self, QuestionSpec, VilasrPromptStyle, EOS_TEXT};
+use crate::core::prompts::VilasrPromptStyle;
+use crate::core::scripted;
 use crate::core::resize::{self, fetch_image, smart_resize, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FACTOR};
 use crate::core::rewards::{self, AnswerScorer};
 use crate::core::session::VilasrSession;
-use crate::core::trajectory::{self, FinishReason, ImageRef, Observation, Protocol, Sample, Trajectory, Turn};
+use crate::core::trajectory::{self, FinishReason, Sample};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use image::RgbImage;
@@ -334,9 +335,7 @@ pub fn load_image(path: &Path) -> Result<image::DynamicImage> {
 }
 
 fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
-    let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
-    trajectory::write_atomic(path, &bytes).map_err(|e| anyhow!("{e}"))
+    scripted::write_png(img, path).map_err(|e| anyhow!("{e}"))
 }
 
 fn render(
@@ -395,68 +394,29 @@ fn demo(out: &Path) -> Result<i32> {
     let profile = Profile::Rl;
     let first = fetch_image(input, DEFAULT_MIN_PIXELS, profile.limits().max_pixels).map_err(|e| anyhow!("{e}"))?;
     let (w, h) = first.dimensions();
-    let opts = sample.options.clone().unwrap_or_default();
-    let spec = QuestionSpec {
-        question: &sample.question,
-        question_type: &sample.question_type,
-        options: Some(Some(&opts)),
-        data_type: &sample.data_type,
-        original_question_type: None,
-        num_images: 1,
-        first_size: (w, h),
-    };
-    let prompt = prompts::vilasr_first_prompt(VilasrPromptStyle::Rl, &spec)?;
-    let mut traj = Trajectory::new(sample.id.clone(), Protocol::Vilasr, sample.clone());
-    traj.system_prompt = Some(prompts::vilasr_system(w, h));
-    traj.profile = Some("rl".into());
-    traj.model = Some("quick-start script".into());
-    let images_dir = out.join("images");
-    save_png(&first, &images_dir.join("input-1.png"))?;
-    traj.sample.media = trajectory::Media::Images { images: vec![ImageRef::with_size("images/input-1.png", w, h)] };
-
-    let mut session = VilasrSession::new(vec![first], profile, false, None, ExecutorFixes::default());
-    let mut sequence = prompt.clone();
+    let responses: Vec<String> = QUICKSTART_TURNS.iter().map(|t| t.to_string()).collect();
+    let mut run = scripted::run_scripted(&sample.id, &sample, vec![first], VilasrPromptStyle::Rl, profile, &responses)?;
+    run.trajectory.model = Some("quick-start script".into());
     println!("Sightline quick-start: {} ({}×{} input, profile {:?})", sample.question, w, h, profile);
-    for (i, text) in QUICKSTART_TURNS.iter().enumerate() {
-        let applied = session.apply(text, FinishReason::Stop);
-        sequence.push_str(text);
-        let mut turn = Turn { assistant_text: text.to_string(), actions: applied.actions.clone(), notes: applied.notes.clone(), ..Default::default() };
-        for (n, on) in &applied.new_images {
-            let img = &session.images[n - 1];
-            let rel = format!("images/image-{n}.png");
-            save_png(img, &out.join(&rel))?;
-            turn.observations.push(Observation { number: *n as u32, drawn_on: *on as u32, image: ImageRef::with_size(rel, img.width(), img.height()) });
-        }
-        if let Some(t) = &applied.observation_text {
-            sequence.push_str(t);
-            turn.observation_text = Some(t.clone());
-        }
-        turn.finish_reason = applied.finish_reason.clone();
+    for (i, turn) in run.trajectory.turns.iter().enumerate() {
+        let kind = match (&turn.finish_reason, turn.observations.is_empty()) {
+            (Some(r), _) => format!("finished ({r})"),
+            (None, false) => "executed".to_string(),
+            (None, true) => "regenerate".to_string(),
+        };
         println!(
-            "  turn {}: {} action(s) → {} ; new images {:?}",
+            "  turn {}: {} action(s) → {kind} ; new images {:?}",
             i + 1,
-            applied.actions.len(),
-            applied.kind,
-            applied.new_images.iter().map(|(n, on)| format!("#{n} drawn on #{on}")).collect::<Vec<_>>()
+            turn.actions.len(),
+            turn.observations.iter().map(|o| format!("#{} drawn on #{}", o.number, o.drawn_on)).collect::<Vec<_>>()
         );
-        traj.turns.push(turn);
     }
-    sequence.push_str(EOS_TEXT);
-    traj.finish_reason = session.finished.clone();
-    let gt = sample.ground_truth.clone().unwrap_or_default();
-    let parts = rewards::vilasr::rl_score(&sequence, &gt, &sample.question_type).map_err(|e| anyhow!("{e}"))?;
-    println!(
-        "  reward: overall {} (format {}, accuracy {}, reflection {})",
-        parts.overall,
-        parts.format,
-        parts.accuracy,
-        parts.reflection.unwrap_or(0.0)
-    );
-    for r in &parts.reasons {
-        println!("    - {r}");
+    let r = run.trajectory.rewards.clone().ok_or_else(|| anyhow!("the quick-start sample has no ground truth"))?;
+    println!("  reward: overall {} (format {}, accuracy {}, reflection {})", r.overall, r.format, r.accuracy, r.reflection.unwrap_or(0.0));
+    for why in &r.reasons {
+        println!("    - {why}");
     }
-    traj.rewards = Some(parts.to_rewards());
-    let file = traj.save_dir(out).map_err(|e| anyhow!("{e}"))?;
-    println!("  saved {}", file.display());
+    run.save(out).map_err(|e| anyhow!("{e}"))?;
+    println!("  saved {}", out.join(trajectory::TRAJECTORY_FILE).display());
     Ok(0)
 }

@@ -11,6 +11,7 @@ pub mod prompts;
 pub mod pyliteral;
 pub mod resize;
 pub mod rewards;
+pub mod scripted;
 pub mod session;
 pub mod trajectory;
 pub mod zoomin;

@@ -11,7 +11,7 @@
 use super::actions::{self, BlockMode};
 use super::colors::{bbox_color, END_DOT_COLOR, LINE_COLOR, START_DOT_COLOR};
 use super::pillow;
-use super::pyliteral::PyValue;
+use super::pyliteral::{unicode_decimal, PyValue};
 use super::trajectory::{ActionKind, ActionRecord, FinishReason};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -217,6 +217,8 @@ fn py_int(v: &PyValue) -> Result<i128, PyErr> {
         PyValue::Float(f) if f.is_infinite() => Err(other("OverflowError: cannot convert float infinity to integer")),
         PyValue::Float(f) => Ok(f.trunc() as i128),
         PyValue::Str(s) => {
+            // `int(str)`: Unicode whitespace stripped, an optional sign, then Unicode decimal
+            // digits (`'１２'` is 12) with single underscores between them.
             let t = super::prompts::py_strip(s);
             let (neg, body) = match t.strip_prefix('-') {
                 Some(b) => (true, b),
@@ -226,11 +228,12 @@ fn py_int(v: &PyValue) -> Result<i128, PyErr> {
                 && !body.starts_with('_')
                 && !body.ends_with('_')
                 && !body.contains("__")
-                && body.chars().all(|c| c.is_ascii_digit() || c == '_');
+                && body.chars().all(|c| c == '_' || unicode_decimal(c).is_some());
             if !ok {
                 return Err(other(format!("ValueError: invalid literal for int() with base 10: {}", v.py_repr())));
             }
-            let n: i128 = body.replace('_', "").parse().map_err(|_| other("OverflowError: integer too large"))?;
+            let digits: String = body.chars().filter_map(unicode_decimal).filter_map(|d| char::from_digit(d, 10)).collect();
+            let n: i128 = digits.parse().map_err(|_| other("OverflowError: integer too large"))?;
             Ok(if neg { -n } else { n })
         }
         other_v => Err(other(format!("TypeError: int() argument must be a string or a real number, not '{}'", type_name(other_v)))),
@@ -605,5 +608,252 @@ pub fn is_finished(finish_reason: &FinishReason, response: &str) -> bool {
         FinishReason::Length | FinishReason::Rule => true,
         FinishReason::Stop => response.contains("<answer>") && response.contains("</answer>"),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per finish reason / outcome of `process_single_response`, and the merge-by-label
+    //! rules (protocol §2.5–2.6, §2.9). The differential fixtures (`tests/executor_parity.rs`)
+    //! cover the same paths against the reference itself.
+    use super::*;
+
+    fn grey(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]))
+    }
+
+    fn imgs(n: usize) -> Vec<RgbImage> {
+        (0..n).map(|_| grey(56, 56)).collect()
+    }
+
+    fn tool(items: &str) -> String {
+        format!("<think> t </think> Action: Object Mapper\n```json\n[{items}]\n```")
+    }
+
+    fn run(resp: &str, images: &[RgbImage], state: &mut AnnotationState, profile: Profile) -> StepOutcome {
+        execute_response(resp, images, state, profile, ExecutorFixes::default()).outcome
+    }
+
+    fn fresh(resp: &str, n: usize, profile: Profile) -> StepOutcome {
+        run(resp, &imgs(n), &mut AnnotationState::for_inputs(n), profile)
+    }
+
+    fn reason(o: &StepOutcome) -> Option<FinishReason> {
+        match o {
+            StepOutcome::Terminal { reason, .. } => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    fn is_none(o: &StepOutcome) -> bool {
+        matches!(o, StepOutcome::NoResult { .. })
+    }
+
+    /// (new slot, base slot) of each observation.
+    fn obs(o: &StepOutcome) -> Vec<(usize, usize)> {
+        match o {
+            StepOutcome::Observations(v) => v.iter().map(|x| (x.slot, x.base)).collect(),
+            other => panic!("expected observations, got {other:?}"),
+        }
+    }
+
+    fn labels(items: &[PyValue]) -> Vec<String> {
+        items.iter().map(|i| i.get("label").unwrap().py_str()).collect()
+    }
+
+    fn first_coord(items: &[PyValue], key: &str) -> Vec<i64> {
+        items
+            .iter()
+            .map(|i| match i.get(key) {
+                Some(PyValue::List(v)) => match v[0] {
+                    PyValue::Int(x) => x,
+                    ref other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    const B1: &str = r#"{"index": 1, "bbox_2d": [2, 3, 30, 40], "label": "a"}"#;
+
+    #[test]
+    fn tool_error_without_items_and_for_index_zero() {
+        for p in [Profile::Eval, Profile::Rl] {
+            assert_eq!(reason(&fresh("<think> no tools </think> Action: Answer", 1, p)), Some(FinishReason::ToolError));
+            // JSON `true` makes the only block fail: no items at all.
+            let json_true = tool(r#"{"index": 1, "bbox_2d": [1, 2, 3, 4], "label": "a", "x": true}"#);
+            assert_eq!(reason(&fresh(&json_true, 1, p)), Some(FinishReason::ToolError));
+            let zero = tool(r#"{"index": 0, "bbox_2d": [2, 3, 30, 40], "label": "a"}"#);
+            assert_eq!(reason(&fresh(&zero, 2, p)), Some(FinishReason::ToolError));
+            let zero_line = tool(r#"{"index": 0, "start_point_2d": [1, 2], "end_point_2d": [9, 9], "label": "l"}"#);
+            assert_eq!(reason(&fresh(&zero_line, 2, p)), Some(FinishReason::ToolError));
+            // A later group with index 0 ends the whole response, after earlier groups merged.
+            let later = tool(&format!(r#"{B1}, {{"index": 0, "bbox_2d": [2, 3, 30, 40], "label": "b"}}"#));
+            assert_eq!(reason(&fresh(&later, 1, p)), Some(FinishReason::ToolError));
+        }
+    }
+
+    #[test]
+    fn missing_index_is_tool_error_first_and_tool_gen_error_later() {
+        let no_index = r#"{"bbox_2d": [2, 3, 30, 40], "label": "b"}"#;
+        for p in [Profile::Eval, Profile::Rl] {
+            // Grouping raises on the first item: nothing was grouped, so ToolGenError is
+            // relabelled ToolError by the `len(allindex) == 0` check.
+            assert_eq!(reason(&fresh(&tool(&format!("{no_index}, {B1}")), 1, p)), Some(FinishReason::ToolError));
+            assert_eq!(reason(&fresh(&tool(&format!("{B1}, {no_index}")), 1, p)), Some(FinishReason::ToolGenError));
+            // Lines are grouped after every box: a line without index after a box also counts.
+            let line = r#"{"start_point_2d": [1, 2], "end_point_2d": [9, 9], "label": "l"}"#;
+            assert_eq!(reason(&fresh(&tool(&format!("{line}, {B1}")), 1, p)), Some(FinishReason::ToolGenError));
+        }
+    }
+
+    #[test]
+    fn too_many_images_only_past_the_cap() {
+        let r = tool(B1);
+        assert_eq!(reason(&fresh(&r, 46, Profile::Eval)), Some(FinishReason::TooManyImages));
+        assert_eq!(obs(&fresh(&r, 45, Profile::Eval)), vec![(45, 0)]);
+        assert_eq!(reason(&fresh(&r, 43, Profile::Rl)), Some(FinishReason::TooManyImages));
+        assert_eq!(obs(&fresh(&r, 42, Profile::Rl)), vec![(42, 0)]);
+        // No items is checked first; a grouping error only after the cap.
+        assert_eq!(reason(&fresh("nothing", 46, Profile::Eval)), Some(FinishReason::ToolError));
+        let gen_err = tool(&format!(r#"{B1}, {{"bbox_2d": [1, 2, 3, 4], "label": "b"}}"#));
+        assert_eq!(reason(&fresh(&gen_err, 46, Profile::Eval)), Some(FinishReason::TooManyImages));
+    }
+
+    #[test]
+    fn out_of_range_index_is_index_error_in_rl_and_none_in_eval() {
+        for (items, what) in [
+            (r#"{"index": 3, "bbox_2d": [2, 3, 30, 40], "label": "a"}"#, "box"),
+            (r#"{"index": 3, "start_point_2d": [1, 2], "end_point_2d": [9, 9], "label": "l"}"#, "line"),
+        ] {
+            let r = tool(items);
+            assert_eq!(reason(&fresh(&r, 2, Profile::Rl)), Some(FinishReason::IndexError), "{what}");
+            assert!(is_none(&fresh(&r, 2, Profile::Eval)), "{what}");
+        }
+        // A too-short point list raises IndexError while drawing.
+        let short = tool(r#"{"index": 1, "start_point_2d": [5], "end_point_2d": [9, 9], "label": "l"}"#);
+        assert_eq!(reason(&fresh(&short, 1, Profile::Rl)), Some(FinishReason::IndexError));
+        assert!(is_none(&fresh(&short, 1, Profile::Eval)));
+    }
+
+    #[test]
+    fn bad_coordinates_and_labels_return_none() {
+        for p in [Profile::Eval, Profile::Rl] {
+            for items in [
+                r#"{"index": 1, "bbox_2d": ["abc", 3, 30, 40], "label": "a"}"#,
+                r#"{"index": 1, "bbox_2d": [None, 3, 30, 40], "label": "a"}"#,
+                r#"{"index": 1, "bbox_2d": ["12", 3, 30, 40], "label": "a"}"#,
+                r#"{"index": 1, "start_point_2d": ["x", 2], "end_point_2d": [9, 9], "label": "l"}"#,
+                r#"{"index": 1, "bbox_2d": [2, 3, 30, 40], "label": 5}"#,
+                r#"{"index": 1, "bbox_2d": [2, 3, 30, 40], "label": None}"#,
+                r#"{"index": 1, "bbox_2d": [2, 3, 30, 40], "label": ["unhashable"]}"#,
+                r#"{"index": "1", "bbox_2d": [2, 3, 30, 40], "label": "a"}"#,
+            ] {
+                assert!(is_none(&fresh(&tool(items), 1, p)), "{p:?} {items}");
+            }
+            // Points are passed through int(): a numeric string is fine there, and a string
+            // point is indexed character by character.
+            let ok = tool(r#"{"index": 1, "start_point_2d": ["12", " 7 "], "end_point_2d": "34", "label": "l"}"#);
+            assert_eq!(obs(&fresh(&ok, 1, p)), vec![(1, 0)]);
+            // int() takes any Unicode decimal digits (full-width, Arabic-Indic), not '²'.
+            let wide = tool(r#"{"index": 1, "start_point_2d": ["１２", "٣"], "end_point_2d": [9, 9], "label": "l"}"#);
+            assert_eq!(obs(&fresh(&wide, 1, p)), vec![(1, 0)]);
+            assert!(is_none(&fresh(&wide.replace("٣", "²"), 1, p)));
+        }
+    }
+
+    #[test]
+    fn negative_index_wraps_only_with_both_kinds() {
+        let both = tool(r#"{"index": -1, "bbox_2d": [2, 3, 30, 40], "label": "a"}, {"index": -1, "start_point_2d": [1, 2], "end_point_2d": [9, 9], "label": "l"}"#);
+        for p in [Profile::Eval, Profile::Rl] {
+            // index −1 → slot −2 → the second-to-last of three images.
+            assert_eq!(obs(&fresh(&both, 3, p)), vec![(3, 1)]);
+            let boxes_only = tool(r#"{"index": -1, "bbox_2d": [2, 3, 30, 40], "label": "a"}"#);
+            assert_eq!(reason(&fresh(&boxes_only, 3, p)), Some(FinishReason::ToolError));
+            let fixes = ExecutorFixes { no_negative_wrap: true };
+            let out = execute_response(&both, &imgs(3), &mut AnnotationState::for_inputs(3), p, fixes).outcome;
+            assert_eq!(reason(&out), Some(FinishReason::ToolError));
+        }
+        // Wrapping past the start is an IndexError.
+        let far = both.replace("-1", "-5");
+        assert_eq!(reason(&fresh(&far, 3, Profile::Rl)), Some(FinishReason::IndexError));
+        assert!(is_none(&fresh(&far, 3, Profile::Eval)));
+    }
+
+    #[test]
+    fn float_index() {
+        for p in [Profile::Eval, Profile::Rl] {
+            // 1.0 − 1 = 0.0: Python cannot index a list with a float → None.
+            let f = tool(r#"{"index": 1.0, "bbox_2d": [2, 3, 30, 40], "label": "a"}"#);
+            assert!(is_none(&fresh(&f, 1, p)));
+            // 0.0 − 1 = −1.0 == −1 → ToolError.
+            assert_eq!(reason(&fresh(&f.replace("1.0", "0.0"), 1, p)), Some(FinishReason::ToolError));
+            // 1, 1.0 and True are one dict key: a single group, keyed (and drawn) by the int.
+            let mixed = tool(&format!(r#"{B1}, {{"index": 1.0, "bbox_2d": [5, 5, 9, 9], "label": "b"}}, {{"index": True, "bbox_2d": [6, 6, 9, 9], "label": "c"}}"#));
+            let mut st = AnnotationState::for_inputs(1);
+            assert_eq!(obs(&run(&mixed, &imgs(1), &mut st, p)), vec![(1, 0)]);
+            assert_eq!(labels(st.boxes_of(1)), ["a", "b", "c"]);
+        }
+    }
+
+    #[test]
+    fn merge_by_label_order() {
+        for p in [Profile::Eval, Profile::Rl] {
+            let mut st = AnnotationState::for_inputs(1);
+            let mut images = imgs(1);
+            let step = |resp: &str, images: &mut Vec<RgbImage>, st: &mut AnnotationState| {
+                let out = execute_response(resp, images, st, p, ExecutorFixes::default()).outcome;
+                let StepOutcome::Observations(v) = out else { panic!("{out:?}") };
+                images.extend(v.into_iter().map(|o| o.image));
+            };
+            // Duplicate labels in one response: the last value, at the first one's position.
+            step(
+                &tool(r#"{"index": 1, "bbox_2d": [1, 1, 10, 10], "label": "a"}, {"index": 1, "bbox_2d": [2, 2, 10, 10], "label": "b"}, {"index": 1, "bbox_2d": [3, 3, 10, 10], "label": "a"}"#),
+                &mut images,
+                &mut st,
+            );
+            assert_eq!(labels(st.boxes_of(1)), ["a", "b"]);
+            assert_eq!(first_coord(st.boxes_of(1), "bbox_2d"), [3, 2]);
+            assert!(st.boxes_of(0).is_empty(), "the base image's state is not touched");
+            // Re-labelled boxes on the observation keep their position; new labels are appended.
+            step(
+                &tool(r#"{"index": 2, "bbox_2d": [7, 7, 20, 20], "label": "c"}, {"index": 2, "bbox_2d": [8, 8, 20, 20], "label": "a"}"#),
+                &mut images,
+                &mut st,
+            );
+            assert_eq!(labels(st.boxes_of(2)), ["a", "b", "c"]);
+            assert_eq!(first_coord(st.boxes_of(2), "bbox_2d"), [8, 2, 7]);
+            // Labels are case-sensitive.
+            step(&tool(r#"{"index": 3, "bbox_2d": [9, 9, 20, 20], "label": "A"}"#), &mut images, &mut st);
+            assert_eq!(labels(st.boxes_of(3)), ["a", "b", "c", "A"]);
+            // Lines only: the boxes of the base are carried over.
+            step(
+                &tool(r#"{"index": 4, "start_point_2d": [1, 2], "end_point_2d": [9, 9], "label": "l"}, {"index": 4, "start_point_2d": [3, 4], "end_point_2d": [9, 9], "label": "m"}"#),
+                &mut images,
+                &mut st,
+            );
+            assert_eq!(labels(st.boxes_of(4)), ["a", "b", "c", "A"]);
+            assert_eq!(labels(st.lines_of(4)), ["l", "m"]);
+            // Boxes only: the lines of the base are carried over.
+            step(&tool(r#"{"index": 5, "bbox_2d": [4, 4, 20, 20], "label": "b"}"#), &mut images, &mut st);
+            assert_eq!(labels(st.lines_of(5)), ["l", "m"]);
+            assert_eq!(first_coord(st.boxes_of(5), "bbox_2d"), [8, 4, 7, 9]);
+            // Both kinds: each merges with its own base list.
+            step(
+                &tool(r#"{"index": 6, "bbox_2d": [5, 5, 20, 20], "label": "z"}, {"index": 6, "start_point_2d": [5, 6], "end_point_2d": [9, 9], "label": "l"}"#),
+                &mut images,
+                &mut st,
+            );
+            assert_eq!(labels(st.boxes_of(6)), ["a", "b", "c", "A", "z"]);
+            assert_eq!(first_coord(st.lines_of(6), "start_point_2d"), [5, 3]);
+            assert_eq!(images.len(), 7);
+        }
+    }
+
+    #[test]
+    fn several_indices_make_one_observation_each_in_first_appearance_order() {
+        let r = tool(r#"{"index": 2, "start_point_2d": [1, 2], "end_point_2d": [9, 9], "label": "l"}, {"index": 1, "bbox_2d": [2, 3, 30, 40], "label": "a"}, {"index": 2, "bbox_2d": [2, 3, 30, 40], "label": "b"}"#);
+        // Boxes are grouped first: index 1 (first box), then index 2.
+        assert_eq!(obs(&fresh(&r, 2, Profile::Eval)), vec![(2, 0), (3, 1)]);
     }
 }

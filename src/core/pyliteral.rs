@@ -1077,7 +1077,9 @@ fn is_xid_continue(c: char) -> bool {
     in_ranges(XID_CONTINUE, c as u32)
 }
 
-fn unicode_decimal(c: char) -> Option<u32> {
+/// The value of a Unicode decimal digit (category Nd, what Python's `int()`/`float()` accept
+/// besides ASCII), e.g. `'５'` → 5; `None` for anything else.
+pub fn unicode_decimal(c: char) -> Option<u32> {
     let c = c as u32;
     let i = DECIMAL_ZEROS.partition_point(|&z| z <= c);
     if i == 0 {

@@ -9,6 +9,7 @@ use crate::core::resize::{self, fetch_image, smart_resize, DEFAULT_MAX_PIXELS, D
 use crate::core::rewards::{self, AnswerScorer};
 use crate::core::session::VilasrSession;
 use crate::core::trajectory::{self, FinishReason, Sample};
+use crate::synth;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use image::RgbImage;
@@ -51,6 +52,56 @@ pub enum ScorerArg {
     VilasrEval,
     VilavtRl,
     VilavtEval,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    Maze,
+    Count,
+    Relation,
+    Multiview,
+    Video,
+    /// Every family; N is split evenly over the five.
+    All,
+}
+
+impl TaskArg {
+    fn family(self) -> Option<synth::Family> {
+        match self {
+            TaskArg::Maze => Some(synth::Family::Maze),
+            TaskArg::Count => Some(synth::Family::Count),
+            TaskArg::Relation => Some(synth::Family::Relation),
+            TaskArg::Multiview => Some(synth::Family::Multiview),
+            TaskArg::Video => Some(synth::Family::Video),
+            TaskArg::All => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DifficultyArg {
+    Easy,
+    Medium,
+    Hard,
+    /// Drawn per sample.
+    Mixed,
+}
+
+impl From<DifficultyArg> for synth::DifficultySetting {
+    fn from(d: DifficultyArg) -> Self {
+        match d {
+            DifficultyArg::Easy => synth::DifficultySetting::Fixed(synth::Difficulty::Easy),
+            DifficultyArg::Medium => synth::DifficultySetting::Fixed(synth::Difficulty::Medium),
+            DifficultyArg::Hard => synth::DifficultySetting::Fixed(synth::Difficulty::Hard),
+            DifficultyArg::Mixed => synth::DifficultySetting::Mixed,
+        }
+    }
+}
+
+/// `--reflective-share`: a number from 0 to 1.
+fn parse_share(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("\"{s}\" is not a number"))?;
+    synth::check_share(v).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,6 +171,37 @@ pub enum Command {
     /// Inspect, validate or convert datasets (LLaMA-Factory, ViLaSR RL, ViLaVT, benchmarks).
     #[command(subcommand)]
     Dataset(crate::cli_dataset::DatasetCommand),
+    /// Generate synthetic spatial tasks with teacher trajectories in the ViLaSR protocol: RL
+    /// question files (rl_<task>.jsonl), LLaMA-Factory SFT files (dataset_info.json + sft/,
+    /// cold-start and reflective) and trajectory folders (trajectories/), sharing one image pool
+    /// (images/). The same arguments always give the same bytes.
+    Synth {
+        /// Task family, or all (N is then split evenly over the five families).
+        #[arg(long, value_enum)]
+        task: TaskArg,
+        /// Number of samples (1 to 1,000,000).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        n: u64,
+        /// Seed of the whole run (sample k of a family depends only on the seed and k).
+        #[arg(long)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Share of reflective teacher trajectories, from 0 to 1.
+        #[arg(long, default_value_t = synth::DEFAULT_REFLECTIVE_SHARE, value_parser = parse_share)]
+        reflective_share: f64,
+        /// Difficulty of every sample, or mixed (drawn per sample).
+        #[arg(long, value_enum, default_value_t = DifficultyArg::Mixed)]
+        difficulty: DifficultyArg,
+        /// Worker threads (default: one per core); the output does not depend on it.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+        threads: Option<u64>,
+        /// Replace a workspace generated earlier in --out (its synth.json, images/, rl_<task>.jsonl,
+        /// dataset_info.json, sft/, trajectories/; other files are kept).
+        #[arg(long)]
+        overwrite: bool,
+    },
 }
 
 /// Run a parsed command line; returns the process exit code.
@@ -141,6 +223,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Some(Command::Dataset(cmd)) => crate::cli_dataset::run(cmd),
+        Some(Command::Synth { task, n, seed, out, reflective_share, difficulty, threads, overwrite }) => {
+            synth_command(task, n as usize, seed, &out, reflective_share, difficulty, threads.map(|t| t as usize), overwrite)
+        }
         #[cfg(feature = "model")]
         Some(Command::Devices { device }) => devices(&device),
     }
@@ -160,6 +245,48 @@ fn devices(request: &str) -> Result<i32> {
     println!("selected: {} — {}", sel.device, sel.notice);
     let (sum, ms) = device::smoke_test(sel.device).map_err(|e| anyhow!(e))?;
     println!("smoke test: 128×128 matmul checksum {sum} in {ms:.1} ms");
+    Ok(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn synth_command(
+    task: TaskArg,
+    n: usize,
+    seed: u64,
+    out: &Path,
+    reflective_share: f64,
+    difficulty: DifficultyArg,
+    threads: Option<usize>,
+    overwrite: bool,
+) -> Result<i32> {
+    let settings = synth::Settings { difficulty: difficulty.into(), reflective_share };
+    let mut plan = synth::WorkspacePlan::new(task.family(), n, seed, settings);
+    if let Some(t) = threads {
+        plan.threads = t;
+    }
+    plan.overwrite = overwrite;
+    let pb = progress(plan.total() as u64, "synth");
+    let started = std::time::Instant::now();
+    let summary = synth::write_workspace(out, &plan, &|k| pb.inc(k)).map_err(|e| anyhow!("{e}"))?;
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    // A closed stdout (e.g. piped into `head`) is not an error of the generation.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "generated {} samples ({} reflective) in {}: {} files, {:.1} MB, {:.1} s ({:.0} samples/s, {} threads)",
+        summary.samples,
+        summary.reflective,
+        out.display(),
+        summary.files,
+        summary.bytes as f64 / 1e6,
+        secs,
+        summary.samples as f64 / secs.max(1e-9),
+        plan.threads
+    );
+    for (family, k, r) in &summary.per_family {
+        let _ = writeln!(stdout, "  {:<9} {k:>7} samples, {r:>6} reflective", family.name());
+    }
     Ok(0)
 }
 

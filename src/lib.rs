@@ -2,10 +2,12 @@
 //! drawing (ViLaSR) or by chatting with image regions (ViLaVT).
 //!
 //! Layers, arrows pointing one way: `core` ← `model` ← `rollout` ← `train` ← `ui`. Only `core`
-//! and the device part of `model` exist so far; see README.md for the module table.
+//! and the device part of `model` exist so far; see README.md for the module table. `synth` (the
+//! synthetic task world with teacher trajectories) depends on `core` alone.
 
 pub mod cli;
 pub mod cli_dataset;
 pub mod core;
 #[cfg(feature = "model")]
 pub mod model;
+pub mod synth;

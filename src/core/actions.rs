@@ -74,24 +74,9 @@ pub struct JsonBlock {
     pub terminated: bool,
 }
 
-fn all_positions(hay: &str, needle: &str) -> Vec<usize> {
-    let hb = hay.as_bytes();
-    let nb = needle.as_bytes();
-    let mut out = Vec::new();
-    if hb.len() < nb.len() {
-        return out;
-    }
-    for i in 0..=hb.len() - nb.len() {
-        if &hb[i..i + nb.len()] == nb {
-            out.push(i);
-        }
-    }
-    out
-}
-
-fn first_at_or_after(positions: &[usize], start: usize) -> Option<usize> {
-    let k = positions.partition_point(|&p| p < start);
-    positions.get(k).copied()
+/// First occurrence of `needle` in `hay` at or after byte `start` (a char boundary).
+fn find_from(hay: &str, needle: &str, start: usize) -> Option<usize> {
+    hay[start..].find(needle).map(|p| p + start)
 }
 
 /// `parse_json` of the reference: for every line whose `strip()` is ```` ```json ````, the rest
@@ -99,6 +84,10 @@ fn first_at_or_after(positions: &[usize], start: usize) -> Option<usize> {
 /// to the first `</think>` and stripped ([`BlockMode::Executor`]) / to the end (`Reward`).
 /// A ```` ```json ```` line inside another block starts its own block as well.
 pub fn extract_json_blocks(response: &str, mode: BlockMode) -> Vec<JsonBlock> {
+    // A line whose strip() is ```json contains that text, so without it there is no block.
+    if !response.contains("```json") {
+        return Vec::new();
+    }
     let lines = split_python_lines(response);
     let mut joined = String::with_capacity(response.len());
     let mut line_start = Vec::with_capacity(lines.len() + 1);
@@ -109,8 +98,6 @@ pub fn extract_json_blocks(response: &str, mode: BlockMode) -> Vec<JsonBlock> {
         line_start.push(joined.len());
         joined.push_str(l);
     }
-    let fences = all_positions(&joined, "```");
-    let thinks = all_positions(&joined, "</think>");
     let mut out = Vec::new();
     for (i, l) in lines.iter().enumerate() {
         if py_strip(l) != "```json" {
@@ -118,13 +105,13 @@ pub fn extract_json_blocks(response: &str, mode: BlockMode) -> Vec<JsonBlock> {
         }
         // "\n".join(lines[i+1:])
         let start = if i + 1 < lines.len() { line_start[i + 1] } else { joined.len() };
-        match first_at_or_after(&fences, start) {
+        match find_from(&joined, "```", start) {
             Some(p) => out.push(JsonBlock { text: joined[start..p].to_string(), fence_line: i, terminated: true }),
             None => {
                 let text = match mode {
                     BlockMode::Reward => joined[start..].to_string(),
                     BlockMode::Executor => {
-                        let end = first_at_or_after(&thinks, start).unwrap_or(joined.len());
+                        let end = find_from(&joined, "</think>", start).unwrap_or(joined.len());
                         py_strip(&joined[start..end]).to_string()
                     }
                 };
@@ -686,34 +673,47 @@ pub fn parse_vilavt_tool(response: &str) -> VilavtParse {
     }
 }
 
-/// The `<think>` checks of ViLaVT's `validate_think_tags`.
+/// The `<think>` checks of ViLaVT's `validate_think_tags`, in its order: both tags present, equal
+/// counts, then a left-to-right stack walk (every `</think>` closes an earlier `<think>`, none
+/// left open). One pass over the `<` bytes gathers everything the checks need.
 fn think_tags_ok(text: &str) -> Result<(), String> {
     if text.is_empty() {
         return Err("the message is empty".into());
     }
-    if !text.contains("<think>") {
+    let b = text.as_bytes();
+    let (mut opens, mut closes, mut depth) = (0usize, 0usize, 0usize);
+    let mut first_unmatched_close: Option<usize> = None;
+    let mut i = 0;
+    while let Some(p) = text[i..].find('<') {
+        let at = i + p;
+        if b[at..].starts_with(b"<think>") {
+            opens += 1;
+            depth += 1;
+            i = at + 7;
+        } else if b[at..].starts_with(b"</think>") {
+            closes += 1;
+            if depth == 0 {
+                first_unmatched_close.get_or_insert(at);
+            } else {
+                depth -= 1;
+            }
+            i = at + 8;
+        } else {
+            i = at + 1;
+        }
+    }
+    if opens == 0 {
         return Err("missing <think>".into());
     }
-    if !text.contains("</think>") {
+    if closes == 0 {
         return Err("missing </think>".into());
     }
-    let opens = text.matches("<think>").count();
-    let closes = text.matches("</think>").count();
     if opens != closes {
         return Err(format!("{opens} <think> but {closes} </think>"));
     }
-    let mut depth = 0usize;
-    let b = text.as_bytes();
-    for i in 0..b.len() {
-        if b[i..].starts_with(b"<think>") {
-            depth += 1;
-        } else if b[i..].starts_with(b"</think>") {
-            if depth == 0 {
-                let at = text[..i].chars().count();
-                return Err(format!("</think> at character {at} closes no open <think>"));
-            }
-            depth -= 1;
-        }
+    if let Some(i) = first_unmatched_close {
+        let at = text[..i].chars().count();
+        return Err(format!("</think> at character {at} closes no open <think>"));
     }
     if depth > 0 {
         return Err("a <think> is never closed".into());
@@ -802,6 +802,63 @@ mod tests {
 
     fn s(x: &str) -> PyValue {
         PyValue::Str(x.into())
+    }
+
+    /// The previous, literal transcription of `validate_think_tags`, as an oracle.
+    fn think_tags_oracle(text: &str) -> Result<(), String> {
+        if text.is_empty() {
+            return Err("the message is empty".into());
+        }
+        if !text.contains("<think>") {
+            return Err("missing <think>".into());
+        }
+        if !text.contains("</think>") {
+            return Err("missing </think>".into());
+        }
+        let opens = text.matches("<think>").count();
+        let closes = text.matches("</think>").count();
+        if opens != closes {
+            return Err(format!("{opens} <think> but {closes} </think>"));
+        }
+        let mut depth = 0usize;
+        let b = text.as_bytes();
+        for i in 0..b.len() {
+            if b[i..].starts_with(b"<think>") {
+                depth += 1;
+            } else if b[i..].starts_with(b"</think>") {
+                if depth == 0 {
+                    let at = text[..i].chars().count();
+                    return Err(format!("</think> at character {at} closes no open <think>"));
+                }
+                depth -= 1;
+            }
+        }
+        if depth > 0 {
+            return Err("a <think> is never closed".into());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn think_tags_single_pass_matches_oracle() {
+        // Every sequence of up to 5 pieces from this alphabet (covers nesting, order, counts,
+        // partial tags and non-ASCII before a bad close).
+        let pieces = ["<think>", "</think>", "<", "<thin", "</think", "é", "x", "<<think>"];
+        let mut texts = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for t in &frontier {
+                for p in pieces {
+                    next.push(format!("{t}{p}"));
+                }
+            }
+            texts.extend(next.iter().cloned());
+            frontier = next;
+        }
+        for t in &texts {
+            assert_eq!(think_tags_ok(t), think_tags_oracle(t), "{t:?}");
+        }
     }
 
     #[test]

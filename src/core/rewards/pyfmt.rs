@@ -140,6 +140,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::approx_constant)]
     fn round_is_python_round() {
         assert_eq!(py_round(2.675, 2), 2.67);
         assert_eq!(py_round(0.125, 2), 0.12);

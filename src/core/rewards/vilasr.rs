@@ -47,21 +47,15 @@ pub struct DialogMessage {
 /// system from a leading `system` piece (minus a first `system\n\n`), user and assistant pieces by
 /// prefix, everything else dropped. Errors where the reference raises (no pieces at all).
 pub fn parse_dialog(sequence: &str) -> Result<Vec<DialogMessage>, ScoreError> {
+    // `re.split(r'<\|im_start\|>|<\|im_end\|>', …)`: a literal alternation, which the regex
+    // crate searches with its SIMD prefilter (one pass instead of two `str::find`s per piece).
     let mut segments: Vec<&str> = Vec::new();
-    let mut rest = sequence;
-    loop {
-        let a = rest.find("<|im_start|>");
-        let b = rest.find("<|im_end|>");
-        let (pos, len) = match (a, b) {
-            (Some(x), Some(y)) if x < y => (x, 12),
-            (Some(x), None) => (x, 12),
-            (_, Some(y)) => (y, 10),
-            (None, None) => break,
-        };
-        segments.push(&rest[..pos]);
-        rest = &rest[pos + len..];
+    let mut last = 0;
+    for m in marker_re().find_iter(sequence) {
+        segments.push(&sequence[last..m.start()]);
+        last = m.end();
     }
-    segments.push(rest);
+    segments.push(&sequence[last..]);
     segments.retain(|s| !s.is_empty());
     let first = segments
         .first()
@@ -142,6 +136,11 @@ pub fn format_and_reflection(conv: &[DialogMessage]) -> Result<(f64, f64, String
     };
     let why = if reflection > 0.0 { "format 1; reflection: a label was redrawn with new coordinates" } else { "format 1" };
     Ok((1.0, reflection, why.to_string()))
+}
+
+fn marker_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"<\|im_start\|>|<\|im_end\|>").unwrap())
 }
 
 fn answer_re() -> &'static Regex {

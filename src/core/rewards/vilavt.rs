@@ -50,16 +50,36 @@ pub struct VtMessage {
     pub content: VtContent,
 }
 
-fn turn_re() -> &'static Regex {
+fn im_start_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"(?s)<\|im_start\|>(.*?)<\|im_end\|>").unwrap())
+    RE.get_or_init(|| Regex::new(r"<\|im_start\|>").unwrap())
+}
+
+fn im_end_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"<\|im_end\|>").unwrap())
+}
+
+/// The inner texts of `re.findall(r'<\|im_start\|>(.*?)<\|im_end\|>', s, re.DOTALL)`: from
+/// the leftmost `<|im_start|>`, the text up to the first `<|im_end|>` after it; the next search
+/// starts after that `<|im_end|>`. (When the leftmost `<|im_start|>` has no `<|im_end|>` after
+/// it, no later one has either.) Both markers are plain literals, searched with the regex
+/// crate's SIMD substring search.
+fn turn_bodies(sequence: &str) -> impl Iterator<Item = &str> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let open = im_start_re().find_at(sequence, pos)?;
+        let close = im_end_re().find_at(sequence, open.end())?;
+        pos = close.end();
+        Some(&sequence[open.end()..close.start()])
+    })
 }
 
 /// ViLaVT `parse_dialogue` (protocol §3.3): complete `<|im_start|>…<|im_end|>` turns only.
 pub fn parse_dialogue(sequence: &str) -> Vec<VtMessage> {
     let mut out = Vec::new();
-    for cap in turn_re().captures_iter(sequence) {
-        let m = py_strip(cap.get(1).unwrap().as_str());
+    for body in turn_bodies(sequence) {
+        let m = py_strip(body);
         if m.is_empty() {
             continue;
         }
@@ -116,8 +136,14 @@ fn boxed_re() -> &'static Regex {
     RE.get_or_init(|| Regex::new(r"\\boxed\{(.*?)\}").unwrap())
 }
 
-fn word_re(word: &str) -> Regex {
-    Regex::new(&format!(r"\b{word}\b")).unwrap()
+fn yes_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"\byes\b").unwrap())
+}
+
+fn no_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"\bno\b").unwrap())
 }
 
 /// `extract_answer` on `str(text).strip()`.
@@ -193,7 +219,7 @@ pub fn rl_outcome(output: Option<&str>, ground_truth: &str, question_type: &str)
         },
         "judgment" => {
             let (o, g) = (out.to_lowercase(), gt.to_lowercase());
-            let (yes, no) = (word_re("yes"), word_re("no"));
+            let (yes, no) = (yes_re(), no_re());
             let o = py_strip(&o);
             let g = py_strip(&g);
             if (yes.is_match(o) && yes.is_match(g)) || (no.is_match(o) && no.is_match(g)) {
@@ -246,6 +272,25 @@ mod tests {
             assert_eq!(got.overall, r["overall"].as_f64().unwrap(), "{}", c["case"]);
             assert_eq!(got.format, r["format"].as_f64().unwrap(), "{} {:?}", c["case"], got.reasons);
             assert_eq!(got.accuracy, r["accuracy"].as_f64().unwrap(), "{}", c["case"]);
+        }
+    }
+
+    #[test]
+    fn turn_scan_matches_the_reference_regex() {
+        let re = Regex::new(r"(?s)<\|im_start\|>(.*?)<\|im_end\|>").unwrap();
+        let cases = [
+            "",
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA",
+            "<|im_start|>a<|im_start|>b<|im_end|><|im_end|>x<|im_start|>c<|im_end|>",
+            "<|im_end|><|im_start|><|im_end|><|im_start|>\n<|im_end|>",
+            "<|im_start|><|im_end|>|>",
+            "<|im_start|>tail without end",
+            "x<|im_start|>é\r\n<|im_end|>y<|im_start|>z",
+        ];
+        for c in cases {
+            let want: Vec<&str> = re.captures_iter(c).map(|m| m.get(1).unwrap().as_str()).collect();
+            let got: Vec<&str> = turn_bodies(c).collect();
+            assert_eq!(got, want, "{c:?}");
         }
     }
 

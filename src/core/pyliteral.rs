@@ -41,6 +41,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
+mod fast;
+
 // ---------------------------------------------------------------------------------------------
 // Values
 // ---------------------------------------------------------------------------------------------
@@ -226,6 +228,11 @@ impl PyValue {
         if digits.is_empty() {
             return PyValue::Int(0);
         }
+        if digits.len() <= 18 && digits.bytes().all(|d| d.is_ascii_digit()) {
+            // Fits an i64 whatever the sign: no canonical string needed.
+            let v = digits.bytes().fold(0i64, |v, d| v * 10 + i64::from(d - b'0'));
+            return PyValue::Int(if neg { -v } else { v });
+        }
         let canon = if neg { format!("-{digits}") } else { digits.to_string() };
         match canon.parse::<i64>() {
             Ok(v) => PyValue::Int(v),
@@ -307,12 +314,19 @@ impl PyValue {
     pub fn py_contains(&self, needle: &PyValue) -> Result<bool, PyOpError> {
         match self {
             PyValue::Dict(items) => {
+                if let PyValue::Str(n) = needle {
+                    // A str key equals exactly the str keys with the same text (no key building).
+                    return Ok(items.iter().any(|(key, _)| matches!(key, PyValue::Str(k) if k == n)));
+                }
                 let k = needle.py_key()?;
                 Ok(items.iter().any(|(key, _)| key.py_key().map(|kk| kk == k).unwrap_or(false)))
             }
             PyValue::Set(items) => {
                 if let PyValue::Set(_) = needle {
                     return Ok(false);
+                }
+                if let PyValue::Str(n) = needle {
+                    return Ok(items.iter().any(|x| matches!(x, PyValue::Str(k) if k == n)));
                 }
                 let k = needle.py_key()?;
                 Ok(items.iter().any(|x| x.py_key().map(|kk| kk == k).unwrap_or(false)))
@@ -3876,12 +3890,38 @@ impl FstringCtx {
 // ---------------------------------------------------------------------------------------------
 
 /// Python 3.11 `ast.literal_eval(src)` (string input), with [`AST_DEPTH_BUDGET`].
+///
+/// Common inputs (ASCII lists/dicts of strings, ints, floats, `True`/`False`/`None`) are evaluated
+/// by a byte-level fast path ([`literal_eval_fast`]) that gives exactly the full evaluator's value;
+/// everything else, and every error, comes from the full evaluator.
 pub fn literal_eval(src: &str) -> Result<PyValue, LiteralError> {
     literal_eval_with_budget(src, AST_DEPTH_BUDGET)
 }
 
 /// [`literal_eval`] with an explicit AST depth budget (`3000 - 3 * python_frames` in CPython).
 pub fn literal_eval_with_budget(src: &str, ast_depth_budget: usize) -> Result<PyValue, LiteralError> {
+    if ast_depth_budget >= fast::MIN_AST_BUDGET {
+        if let Some(v) = fast::try_literal_eval(src) {
+            return Ok(v);
+        }
+    }
+    literal_eval_full_with_budget(src, ast_depth_budget)
+}
+
+/// The fast path of [`literal_eval`] alone: `Some(v)` exactly when it accepts `src`, and then `v`
+/// equals what [`literal_eval_full`] returns as `Ok`; `None` means "declined", never "invalid".
+/// Exposed for differential tests; see the `fast` module docs for the accepted subset.
+pub fn literal_eval_fast(src: &str) -> Option<PyValue> {
+    fast::try_literal_eval(src)
+}
+
+/// [`literal_eval`] through the full evaluator only (tokenizer, parser, AST, `_convert`), without
+/// the fast path. Exposed for differential tests and benchmarks.
+pub fn literal_eval_full(src: &str) -> Result<PyValue, LiteralError> {
+    literal_eval_full_with_budget(src, AST_DEPTH_BUDGET)
+}
+
+fn literal_eval_full_with_budget(src: &str, ast_depth_budget: usize) -> Result<PyValue, LiteralError> {
     // Deeply bracketed input: run on a thread with a generous stack.
     let mut depth = 0usize;
     let mut max_depth = 0usize;
@@ -4157,7 +4197,9 @@ pub fn json_loads_with_depth(s: &str, max_depth: usize) -> Result<PyValue, JsonE
     };
     enum Frame {
         Arr(Vec<PyValue>),
-        Obj(Vec<(PyValue, PyValue)>, HashMap<String, usize>, String),
+        /// Items, a key → position index (built only once the object has many keys; small
+        /// objects are searched linearly), the pending key.
+        Obj(Vec<(PyValue, PyValue)>, Option<HashMap<String, usize>>, String),
     }
     let mut i = 0usize;
     ws(&mut i);
@@ -4207,7 +4249,7 @@ pub fn json_loads_with_depth(s: &str, max_depth: usize) -> Result<PyValue, JsonE
                         }
                         i += 1;
                         ws(&mut i);
-                        stack.push(Frame::Obj(Vec::new(), HashMap::new(), key));
+                        stack.push(Frame::Obj(Vec::new(), None, key));
                         continue 'outer;
                     } else {
                         if i < c.len() && c[i] == ']' {
@@ -4272,10 +4314,21 @@ pub fn json_loads_with_depth(s: &str, max_depth: usize) -> Result<PyValue, JsonE
                 }
                 Some(Frame::Obj(items, index, key)) => {
                     let k = std::mem::take(key);
-                    match index.get(&k) {
-                        Some(&p) => items[p].1 = value,
+                    const LINEAR_KEYS: usize = 16;
+                    if index.is_none() && items.len() >= LINEAR_KEYS {
+                        let map = items.iter().enumerate().map(|(p, (kk, _))| (if let PyValue::Str(t) = kk { t.clone() } else { unreachable!() }, p));
+                        *index = Some(map.collect());
+                    }
+                    let found = match index {
+                        Some(index) => index.get(&k).copied(),
+                        None => items.iter().position(|(kk, _)| matches!(kk, PyValue::Str(t) if *t == k)),
+                    };
+                    match found {
+                        Some(p) => items[p].1 = value,
                         None => {
-                            index.insert(k.clone(), items.len());
+                            if let Some(index) = index {
+                                index.insert(k.clone(), items.len());
+                            }
                             items.push((PyValue::Str(k), value));
                         }
                     }
@@ -4433,6 +4486,16 @@ fn json_number(c: &[char], start: usize) -> Result<(PyValue, usize), (JsonErrorK
             is_float = true;
         } else {
             i = e_start;
+        }
+    }
+    if !is_float {
+        let neg = c[start] == '-';
+        let ds = &c[start + usize::from(neg)..i];
+        if ds.len() <= 18 {
+            // The JSON grammar allows no leading zeros (but a lone `0`), and ≤ 18 digits fit an
+            // i64: the value directly, without the canonical string.
+            let v = ds.iter().fold(0i64, |v, &d| v * 10 + i64::from(d as u8 - b'0'));
+            return Ok((PyValue::Int(if neg { -v } else { v }), i));
         }
     }
     let text: String = c[start..i].iter().collect();
@@ -4865,6 +4928,35 @@ static DECIMAL_ZEROS: &[u32] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// JSON objects switch from a linear key search to a map at 16 keys; duplicates on either
+    /// side of the switch keep the first position and the last value, like Python's dict.
+    #[test]
+    fn json_object_duplicate_keys_across_the_index_threshold() {
+        let mut src = String::from("{");
+        let mut want: Vec<(String, i64)> = Vec::new();
+        for i in 0..60i64 {
+            let k = format!("k{}", (i * 7) % 23); // 23 distinct keys, repeated
+            if i > 0 {
+                src.push_str(", ");
+            }
+            src.push_str(&format!("\"{k}\": {i}"));
+            match want.iter_mut().find(|(kk, _)| *kk == k) {
+                Some(e) => e.1 = i,
+                None => want.push((k, i)),
+            }
+        }
+        src.push('}');
+        let want = PyValue::Dict(want.into_iter().map(|(k, v)| (PyValue::Str(k), PyValue::Int(v))).collect());
+        assert_eq!(json_loads(&src).unwrap(), want);
+        assert_eq!(literal_eval(&src).unwrap(), want);
+        assert_eq!(literal_eval_full(&src).unwrap(), want);
+        // Ints around the i64 fast path's 18-digit limit.
+        for t in ["0", "-0", "999999999999999999", "-999999999999999999", "9223372036854775807", "-9223372036854775808", "9223372036854775808", "12345678901234567890123"] {
+            assert_eq!(json_loads(t).unwrap(), PyValue::int_from_decimal(t), "{t}");
+            assert_eq!(json_loads(t).unwrap(), literal_eval_full(t).unwrap(), "{t}");
+        }
+    }
 
     fn ev(s: &str) -> PyValue {
         literal_eval(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))

@@ -9,6 +9,7 @@ use crate::core::prompts::{py_strip, IMAGE_TRIPLE, PY_WS};
 use regex::Regex;
 use std::sync::OnceLock;
 
+
 /// Content of a parsed dialogue message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DialogContent {
@@ -43,43 +44,89 @@ pub struct DialogMessage {
     pub content: DialogContent,
 }
 
+/// `re.split(r'<\|im_start\|>|<\|im_end\|>', sequence)`.
+fn split_chat_markers(sequence: &str) -> Vec<&str> {
+    // `re.split(r'<\|im_start\|>|<\|im_end\|>', …)`: the leftmost occurrence of either marker,
+    // then the next one after it (non-overlapping, like `re`). Each marker is found with its own
+    // SIMD `memmem` searcher (a whole marker has rarer byte pairs than a shared `<|im_` prefix);
+    // the next position of each is cached until the scan passes it.
+    const START: &[u8] = b"<|im_start|>";
+    const END: &[u8] = b"<|im_end|>";
+    let bytes = sequence.as_bytes();
+    let find = |f: &memchr::memmem::Finder<'_>, from: usize| f.find(&bytes[from..]).map(|p| p + from);
+    let mut segments: Vec<&str> = Vec::with_capacity(16);
+    let mut last = 0;
+    let mut next_start = find(finder!(START), 0);
+    let mut next_end = find(finder!(END), 0);
+    loop {
+        let (p, len) = match (next_start, next_end) {
+            (Some(s), Some(e)) if s < e => (s, START.len()),
+            (_, Some(e)) => (e, END.len()),
+            (Some(s), None) => (s, START.len()),
+            (None, None) => break,
+        };
+        segments.push(&sequence[last..p]);
+        last = p + len;
+        // The two markers cannot overlap each other, so a cached position before `last` is
+        // the one just consumed.
+        if next_start.is_some_and(|s| s < last) {
+            next_start = find(finder!(START), last);
+        }
+        if next_end.is_some_and(|e| e < last) {
+            next_end = find(finder!(END), last);
+        }
+    }
+    segments.push(&sequence[last..]);
+    segments
+}
+
 /// ViLaSR `parse_dialog`: split on `<|im_start|>`/`<|im_end|>`, drop empty pieces (no strip),
 /// system from a leading `system` piece (minus a first `system\n\n`), user and assistant pieces by
 /// prefix, everything else dropped. Errors where the reference raises (no pieces at all).
 pub fn parse_dialog(sequence: &str) -> Result<Vec<DialogMessage>, ScoreError> {
-    // `re.split(r'<\|im_start\|>|<\|im_end\|>', …)`: a literal alternation, which the regex
-    // crate searches with its SIMD prefilter (one pass instead of two `str::find`s per piece).
-    let mut segments: Vec<&str> = Vec::new();
-    let mut last = 0;
-    for m in marker_re().find_iter(sequence) {
-        segments.push(&sequence[last..m.start()]);
-        last = m.end();
-    }
-    segments.push(&sequence[last..]);
+    let mut segments = split_chat_markers(sequence);
     segments.retain(|s| !s.is_empty());
     let first = segments
         .first()
         .ok_or_else(|| ScoreError::ReferenceRaises("parse_dialog: the sequence has no text outside the chat markers (segments[0] raises IndexError)".into()))?;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(segments.len());
     let mut start = 0;
     if first.starts_with("system") {
-        let sys = first.replacen("system\n\n", "", 1);
+        let sys = replace_first(first, finder!(b"system\n\n")).into_owned();
         start = 1;
         if !sys.is_empty() {
             out.push(DialogMessage { role: "system", content: DialogContent::Text(sys) });
         }
     }
-    let triple_nl = format!("{IMAGE_TRIPLE}\n");
     for seg in &segments[start..] {
         if seg.starts_with("user") {
-            let has_image = seg.contains(IMAGE_TRIPLE);
-            let text = seg.replacen("user\n", "", 1).replacen(&triple_nl, "", 1);
+            let has_image = finder!(IMAGE_TRIPLE.as_bytes()).find(seg.as_bytes()).is_some();
+            // `.replace("user\n", "", 1).replace(f"{IMAGE_TRIPLE}\n", "", 1)`, in that order (the
+            // first removal can in principle create an occurrence of the second pattern).
+            let text = replace_first(&replace_first(seg, finder!(b"user\n")), finder!(IMAGE_TRIPLE_NL.as_bytes())).into_owned();
             out.push(DialogMessage { role: "user", content: DialogContent::User { has_image, text } });
         } else if seg.starts_with("assistant") {
-            out.push(DialogMessage { role: "assistant", content: DialogContent::Text(seg.replacen("assistant\n", "", 1)) });
+            out.push(DialogMessage { role: "assistant", content: DialogContent::Text(replace_first(seg, finder!(b"assistant\n")).into_owned()) });
         }
     }
     Ok(out)
+}
+
+/// `IMAGE_TRIPLE` followed by a newline, as `parse_dialog` removes it from user turns.
+const IMAGE_TRIPLE_NL: &str = "<|vision_start|><|image_pad|><|vision_end|>\n";
+
+/// Python `s.replace(pat, "", 1)` (`pat` non-empty): borrowed when `pat` does not occur.
+fn replace_first<'a>(s: &'a str, pat: &memchr::memmem::Finder<'_>) -> std::borrow::Cow<'a, str> {
+    let pat_len = pat.needle().len();
+    match pat.find(s.as_bytes()) {
+        None => std::borrow::Cow::Borrowed(s),
+        Some(p) => {
+            let mut out = String::with_capacity(s.len() - pat_len);
+            out.push_str(&s[..p]);
+            out.push_str(&s[p + pat_len..]);
+            std::borrow::Cow::Owned(out)
+        }
+    }
 }
 
 /// `re.fullmatch(r'<think>(.*?)</think>\s*Action:\s*(.*?)(?=\n|$)', content, re.DOTALL)`:
@@ -87,7 +134,7 @@ pub fn parse_dialog(sequence: &str) -> Result<Vec<DialogMessage>, ScoreError> {
 pub fn think_action_fullmatch(content: &str) -> bool {
     let Some(rest) = content.strip_prefix("<think>") else { return false };
     let mut from = 0;
-    while let Some(p) = rest[from..].find("</think>") {
+    while let Some(p) = finder!(b"</think>").find(&rest.as_bytes()[from..]) {
         let after = &rest[from + p + 8..];
         if after.trim_start_matches(PY_WS).starts_with("Action:") {
             return true;
@@ -111,8 +158,8 @@ pub fn format_and_reflection(conv: &[DialogMessage]) -> Result<(f64, f64, String
                 )))
             }
         };
-        let has_open = content.contains("<answer>");
-        let has_close = content.contains("</answer>");
+        let has_open = finder!(b"<answer>").find(content.as_bytes()).is_some();
+        let has_close = finder!(b"</answer>").find(content.as_bytes()).is_some();
         if !think_action_fullmatch(content) {
             return Ok((0.0, 0.0, format!("format 0: assistant turn {} does not match `<think>…</think> Action:` (must start with <think>)", i / 2)));
         }
@@ -138,11 +185,8 @@ pub fn format_and_reflection(conv: &[DialogMessage]) -> Result<(f64, f64, String
     Ok((1.0, reflection, why.to_string()))
 }
 
-fn marker_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"<\|im_start\|>|<\|im_end\|>").unwrap())
-}
-
+/// The regex that [`answer_tag`] implements by hand (kept as the test oracle).
+#[cfg(test)]
 fn answer_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| Regex::new(r"(?s)<answer>\s*(.*?)\s*</answer>").unwrap())
@@ -153,9 +197,18 @@ fn number_re() -> &'static Regex {
     RE.get_or_init(|| Regex::new(r"[-+]?\d*\.?\d+").unwrap())
 }
 
-/// `<answer>\s*(.*?)\s*</answer>` group 1, or `None`.
+/// `<answer>\s*(.*?)\s*</answer>` (DOTALL) group 1, or `None`.
+///
+/// Done without the regex engine: a match exists iff some `</answer>` follows the first
+/// `<answer>`, and then it starts at that first `<answer>` and ends at the first `</answer>` after
+/// it. The greedy leading `\s*` takes all leading whitespace and the lazy `.*?` stops where only
+/// whitespace remains before that `</answer>`, so group 1 is the text in between with Unicode
+/// whitespace (`\s` = `White_Space` = `char::is_whitespace`) trimmed on both sides.
+/// `tests::answer_tag_matches_regex` checks this against the regex.
 pub fn answer_tag(text: &str) -> Option<&str> {
-    answer_re().captures(text).map(|c| c.get(1).unwrap().as_str())
+    let open = finder!(b"<answer>").find(text.as_bytes())? + "<answer>".len();
+    let close = finder!(b"</answer>").find(&text.as_bytes()[open..])? + open;
+    Some(text[open..close].trim())
 }
 
 /// RL `extract_answer`: tag content stripped, else the whole text stripped.
@@ -333,6 +386,42 @@ mod tests {
             assert_eq!(got.format, r["format"].as_f64().unwrap(), "{}", c["case"]);
             assert_eq!(got.accuracy, r["accuracy"].as_f64().unwrap(), "{}", c["case"]);
             assert_eq!(got.reflection.unwrap(), r["reflection"].as_f64().unwrap(), "{}", c["case"]);
+        }
+    }
+
+    #[test]
+    fn chat_marker_split_matches_regex() {
+        let re = Regex::new(r"<\|im_start\|>|<\|im_end\|>").unwrap();
+        let pieces = ["<|im_start|>", "<|im_end|>", "<|im_", "start|>", "end|>", "<|", "<", "x", "\n", "é"];
+        let mut state = 0xC0FFEE_u64;
+        for _ in 0..30_000 {
+            let mut t = String::new();
+            for _ in 0..(state % 12) {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                t.push_str(pieces[((state >> 33) % pieces.len() as u64) as usize]);
+            }
+            assert_eq!(split_chat_markers(&t), re.split(&t).collect::<Vec<_>>(), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn image_triple_nl_constant() {
+        assert_eq!(IMAGE_TRIPLE_NL, format!("{IMAGE_TRIPLE}\n"));
+    }
+
+    #[test]
+    fn answer_tag_matches_regex() {
+        let re = answer_re();
+        let pieces = ["<answer>", "</answer>", "<answer", "answer>", "</", " ", "\n", "\t", "\u{a0}", "\u{2003}", "\u{85}", "\x1c", "\x1f", "B", "é", "x y", "<"];
+        let mut state = 0xA5A5_u64;
+        for _ in 0..50_000 {
+            let mut t = String::new();
+            for _ in 0..(state % 10) {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                t.push_str(pieces[((state >> 33) % pieces.len() as u64) as usize]);
+            }
+            let want = re.captures(&t).map(|c| c.get(1).unwrap().as_str());
+            assert_eq!(answer_tag(&t), want, "{t:?}");
         }
     }
 

@@ -50,28 +50,44 @@ pub struct VtMessage {
     pub content: VtContent,
 }
 
-fn im_start_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"<\|im_start\|>").unwrap())
-}
-
-fn im_end_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"<\|im_end\|>").unwrap())
-}
-
 /// The inner texts of `re.findall(r'<\|im_start\|>(.*?)<\|im_end\|>', s, re.DOTALL)`: from
 /// the leftmost `<|im_start|>`, the text up to the first `<|im_end|>` after it; the next search
 /// starts after that `<|im_end|>`. (When the leftmost `<|im_start|>` has no `<|im_end|>` after
-/// it, no later one has either.) Both markers are plain literals, searched with the regex
-/// crate's SIMD substring search.
+/// it, no later one has either.) Both markers are plain literals, searched with SIMD `memmem`.
 fn turn_bodies(sequence: &str) -> impl Iterator<Item = &str> {
+    const START: &str = "<|im_start|>";
+    const END: &str = "<|im_end|>";
+    let b = sequence.as_bytes();
     let mut pos = 0;
     std::iter::from_fn(move || {
-        let open = im_start_re().find_at(sequence, pos)?;
-        let close = im_end_re().find_at(sequence, open.end())?;
-        pos = close.end();
-        Some(&sequence[open.end()..close.start()])
+        let open = finder!(START.as_bytes()).find(&b[pos..])? + pos + START.len();
+        let close = finder!(END.as_bytes()).find(&b[open..])? + open;
+        pos = close + END.len();
+        Some(&sequence[open..close])
+    })
+}
+
+/// `text.split(IMAGE_TRIPLE)` with a prebuilt SIMD searcher (non-overlapping, left to right,
+/// like `str.split`).
+fn split_image_triple(text: &str) -> impl Iterator<Item = &str> {
+    let mut last = 0;
+    let mut matches = finder!(IMAGE_TRIPLE.as_bytes()).find_iter(text.as_bytes());
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match matches.next() {
+            Some(p) => {
+                let piece = &text[last..p];
+                last = p + IMAGE_TRIPLE.len();
+                Some(piece)
+            }
+            None => {
+                done = true;
+                Some(&text[last..])
+            }
+        }
     })
 }
 
@@ -89,7 +105,7 @@ pub fn parse_dialogue(sequence: &str) -> Vec<VtMessage> {
             "system" | "assistant" => out.push(VtMessage { role: role.to_string(), content: VtContent::Text(content.to_string()) }),
             "user" => {
                 let mut items = Vec::new();
-                for (i, part) in content.split(IMAGE_TRIPLE).enumerate() {
+                for (i, part) in split_image_triple(content).enumerate() {
                     if i > 0 {
                         items.push(UserItem::Image);
                     }
@@ -126,6 +142,8 @@ pub fn format_reward(conv: &[VtMessage]) -> (f64, String) {
     (1.0, "format 1".into())
 }
 
+/// The regex that [`extract`] implements through [`super::vilasr::answer_tag`] (test oracle).
+#[cfg(test)]
 fn answer_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| Regex::new(r"(?s)<answer>\s*(.*?)\s*</answer>").unwrap())
@@ -149,8 +167,9 @@ fn no_re() -> &'static Regex {
 /// `extract_answer` on `str(text).strip()`.
 pub fn extract(text: &str) -> String {
     let t = py_strip(text);
-    match answer_re().captures(t) {
-        Some(c) => py_strip(c.get(1).unwrap().as_str()).to_string(),
+    // `re.search(r'<answer>\s*(.*?)\s*</answer>', t, re.DOTALL)` group 1 (see `answer_tag`).
+    match super::vilasr::answer_tag(t) {
+        Some(g) => py_strip(g).to_string(),
         None => t.to_string(),
     }
 }
@@ -251,6 +270,26 @@ mod tests {
 
     fn vectors() -> serde_json::Value {
         serde_json::from_str(include_str!("../../../tests/fixtures/reward_and_geometry_test_vectors.json")).unwrap()
+    }
+
+    #[test]
+    fn searchers_match_regex_and_split() {
+        let pieces = ["<answer>", "</answer>", "<|vision_start|><|image_pad|><|vision_end|>", "<|vision_start|>", " ", "\n", "\u{a0}", "x", "é"];
+        let mut state = 0x5A5A_u64;
+        for _ in 0..30_000 {
+            let mut t = String::new();
+            for _ in 0..(state % 9) {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                t.push_str(pieces[((state >> 33) % pieces.len() as u64) as usize]);
+            }
+            let stripped = py_strip(&t);
+            let want = match answer_re().captures(stripped) {
+                Some(c) => py_strip(c.get(1).unwrap().as_str()).to_string(),
+                None => stripped.to_string(),
+            };
+            assert_eq!(extract(&t), want, "{t:?}");
+            assert_eq!(split_image_triple(&t).collect::<Vec<_>>(), t.split(IMAGE_TRIPLE).collect::<Vec<_>>(), "{t:?}");
+        }
     }
 
     #[test]

@@ -1,67 +1,10 @@
-//! The few Python built-ins the scorers lean on, reproduced exactly: `float(str)`,
-//! `round(x, ndigits)`, `str.strip()`, and `repr(str)` (used when a scorer stringifies a list).
+//! The few Python built-ins the scorers lean on: `float(str)` and `repr(str)` (from the Python value
+//! semantics in `pyliteral`) and `round(x, ndigits)`.
 
-use crate::core::prompts::PY_WS;
-
-/// Python `float(s)` for a `str` argument: surrounding whitespace, optional sign, decimal digits
-/// with single underscores between digits, optional fraction and exponent, or
-/// `inf`/`infinity`/`nan` in any case. `None` where Python raises `ValueError`.
+/// Python `float(s)` for a `str` argument (`None` where Python raises `ValueError`); the
+/// implementation lives with the other Python value semantics in [`crate::core::pyliteral`].
 pub fn py_float(s: &str) -> Option<f64> {
-    let t = s.trim_matches(PY_WS);
-    let (sign, body) = match t.as_bytes().first() {
-        Some(b'+') => (1.0, &t[1..]),
-        Some(b'-') => (-1.0, &t[1..]),
-        _ => (1.0, t),
-    };
-    let lower = body.to_ascii_lowercase();
-    match lower.as_str() {
-        "inf" | "infinity" => return Some(sign * f64::INFINITY),
-        "nan" => return Some(f64::NAN),
-        _ => {}
-    }
-    // Validate the decimal grammar with underscores only between digits.
-    let b = body.as_bytes();
-    let mut cleaned = String::with_capacity(b.len());
-    let mut i = 0;
-    let digits = |i: &mut usize, out: &mut String| -> bool {
-        let start = *i;
-        while *i < b.len() {
-            if b[*i].is_ascii_digit() {
-                out.push(b[*i] as char);
-                *i += 1;
-            } else if b[*i] == b'_' && *i > start && *i + 1 < b.len() && b[*i + 1].is_ascii_digit() && b[*i - 1].is_ascii_digit() {
-                *i += 1;
-            } else {
-                break;
-            }
-        }
-        *i > start
-    };
-    let int_part = digits(&mut i, &mut cleaned);
-    let mut frac_part = false;
-    if i < b.len() && b[i] == b'.' {
-        cleaned.push('.');
-        i += 1;
-        frac_part = digits(&mut i, &mut cleaned);
-    }
-    if !int_part && !frac_part {
-        return None;
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        cleaned.push('e');
-        i += 1;
-        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-            cleaned.push(b[i] as char);
-            i += 1;
-        }
-        if !digits(&mut i, &mut cleaned) {
-            return None;
-        }
-    }
-    if i != b.len() {
-        return None;
-    }
-    cleaned.parse::<f64>().ok().map(|v| sign * v)
+    crate::core::pyliteral::py_float_from_str(s)
 }
 
 /// Python `round(x, ndigits)` for floats: the correctly rounded decimal value (ties to even on
@@ -74,51 +17,9 @@ pub fn py_round(x: f64, ndigits: usize) -> f64 {
     s.parse::<f64>().unwrap_or(x)
 }
 
-fn is_py_printable(c: char) -> bool {
-    let u = c as u32;
-    if c == ' ' {
-        return true;
-    }
-    if c.is_control() {
-        return false;
-    }
-    // Zs (other than space), Zl, Zp, the common Cf characters, surrogates/private use.
-    !matches!(u,
-        0xA0 | 0x1680 | 0x2000..=0x200F | 0x2028..=0x202F | 0x205F..=0x2064 | 0x2066..=0x206F | 0x3000
-        | 0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0xFEFF | 0xFFF9..=0xFFFB
-        | 0xE000..=0xF8FF | 0xE0001 | 0xE0020..=0xE007F | 0xF0000..=0x10FFFF)
-}
-
-/// Python `repr(s)` for a `str`.
+/// Python `repr(s)` for a `str` (see [`crate::core::pyliteral::str_repr`]).
 pub fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if is_py_printable(c) => out.push(c),
-            c => {
-                let u = c as u32;
-                if u < 0x100 {
-                    out.push_str(&format!("\\x{u:02x}"));
-                } else if u < 0x10000 {
-                    out.push_str(&format!("\\u{u:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{u:08x}"));
-                }
-            }
-        }
-    }
-    out.push(quote);
-    out
+    crate::core::pyliteral::str_repr(s)
 }
 
 #[cfg(test)]

@@ -7,22 +7,24 @@ use super::{RewardParts, ScoreError};
 use crate::core::actions;
 use crate::core::prompts::{py_strip, IMAGE_TRIPLE, PY_WS};
 use regex::Regex;
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 
-/// Content of a parsed dialogue message.
+/// Content of a parsed dialogue message. Borrows from the decoded sequence; owned only where
+/// `parse_dialog` removed a prefix in the middle of the text (`replace(…, "", 1)` not at the start).
 #[derive(Clone, Debug, PartialEq)]
-pub enum DialogContent {
-    Text(String),
+pub enum DialogContent<'a> {
+    Text(Cow<'a, str>),
     /// A user turn: optional image stub, then its text.
-    User { has_image: bool, text: String },
+    User { has_image: bool, text: Cow<'a, str> },
 }
 
-impl DialogContent {
+impl DialogContent<'_> {
     /// What Python's `str()` gives for this content (a list for user turns).
-    pub fn py_str(&self) -> String {
+    pub fn py_str(&self) -> Cow<'_, str> {
         match self {
-            DialogContent::Text(t) => t.clone(),
+            DialogContent::Text(t) => Cow::Borrowed(t),
             DialogContent::User { has_image, text } => {
                 let mut s = String::from("[");
                 if *has_image {
@@ -31,7 +33,7 @@ impl DialogContent {
                 s.push_str("{'type': 'text', 'text': ");
                 s.push_str(&py_repr_str(text));
                 s.push_str("}]");
-                s
+                Cow::Owned(s)
             }
         }
     }
@@ -39,9 +41,9 @@ impl DialogContent {
 
 /// One message of `parse_dialog`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DialogMessage {
+pub struct DialogMessage<'a> {
     pub role: &'static str,
-    pub content: DialogContent,
+    pub content: DialogContent<'a>,
 }
 
 /// `re.split(r'<\|im_start\|>|<\|im_end\|>', sequence)`.
@@ -83,7 +85,7 @@ fn split_chat_markers(sequence: &str) -> Vec<&str> {
 /// ViLaSR `parse_dialog`: split on `<|im_start|>`/`<|im_end|>`, drop empty pieces (no strip),
 /// system from a leading `system` piece (minus a first `system\n\n`), user and assistant pieces by
 /// prefix, everything else dropped. Errors where the reference raises (no pieces at all).
-pub fn parse_dialog(sequence: &str) -> Result<Vec<DialogMessage>, ScoreError> {
+pub fn parse_dialog(sequence: &str) -> Result<Vec<DialogMessage<'_>>, ScoreError> {
     let mut segments = split_chat_markers(sequence);
     segments.retain(|s| !s.is_empty());
     let first = segments
@@ -92,7 +94,7 @@ pub fn parse_dialog(sequence: &str) -> Result<Vec<DialogMessage>, ScoreError> {
     let mut out = Vec::with_capacity(segments.len());
     let mut start = 0;
     if first.starts_with("system") {
-        let sys = replace_first(first, finder!(b"system\n\n")).into_owned();
+        let sys = replace_first(first, finder!(b"system\n\n"));
         start = 1;
         if !sys.is_empty() {
             out.push(DialogMessage { role: "system", content: DialogContent::Text(sys) });
@@ -103,10 +105,13 @@ pub fn parse_dialog(sequence: &str) -> Result<Vec<DialogMessage>, ScoreError> {
             let has_image = finder!(IMAGE_TRIPLE.as_bytes()).find(seg.as_bytes()).is_some();
             // `.replace("user\n", "", 1).replace(f"{IMAGE_TRIPLE}\n", "", 1)`, in that order (the
             // first removal can in principle create an occurrence of the second pattern).
-            let text = replace_first(&replace_first(seg, finder!(b"user\n")), finder!(IMAGE_TRIPLE_NL.as_bytes())).into_owned();
+            let text = match replace_first(seg, finder!(b"user\n")) {
+                Cow::Borrowed(t) => replace_first(t, finder!(IMAGE_TRIPLE_NL.as_bytes())),
+                Cow::Owned(t) => Cow::Owned(replace_first(&t, finder!(IMAGE_TRIPLE_NL.as_bytes())).into_owned()),
+            };
             out.push(DialogMessage { role: "user", content: DialogContent::User { has_image, text } });
         } else if seg.starts_with("assistant") {
-            out.push(DialogMessage { role: "assistant", content: DialogContent::Text(replace_first(seg, finder!(b"assistant\n")).into_owned()) });
+            out.push(DialogMessage { role: "assistant", content: DialogContent::Text(replace_first(seg, finder!(b"assistant\n"))) });
         }
     }
     Ok(out)
@@ -115,16 +120,18 @@ pub fn parse_dialog(sequence: &str) -> Result<Vec<DialogMessage>, ScoreError> {
 /// `IMAGE_TRIPLE` followed by a newline, as `parse_dialog` removes it from user turns.
 const IMAGE_TRIPLE_NL: &str = "<|vision_start|><|image_pad|><|vision_end|>\n";
 
-/// Python `s.replace(pat, "", 1)` (`pat` non-empty): borrowed when `pat` does not occur.
-fn replace_first<'a>(s: &'a str, pat: &memchr::memmem::Finder<'_>) -> std::borrow::Cow<'a, str> {
+/// Python `s.replace(pat, "", 1)` (`pat` non-empty): borrowed when `pat` does not occur or
+/// occurs at the very start (the common case: a role line), copied only when it is in the middle.
+fn replace_first<'a>(s: &'a str, pat: &memchr::memmem::Finder<'_>) -> Cow<'a, str> {
     let pat_len = pat.needle().len();
     match pat.find(s.as_bytes()) {
-        None => std::borrow::Cow::Borrowed(s),
+        None => Cow::Borrowed(s),
+        Some(0) => Cow::Borrowed(&s[pat_len..]),
         Some(p) => {
             let mut out = String::with_capacity(s.len() - pat_len);
             out.push_str(&s[..p]);
             out.push_str(&s[p + pat_len..]);
-            std::borrow::Cow::Owned(out)
+            Cow::Owned(out)
         }
     }
 }
@@ -147,7 +154,8 @@ pub fn think_action_fullmatch(content: &str) -> bool {
 /// ViLaSR RL `format_reward`: (format ∈ {0, 1}, reflection ∈ {0, 1}, reason).
 pub fn format_and_reflection(conv: &[DialogMessage]) -> Result<(f64, f64, String), ScoreError> {
     let n = conv.len();
-    let mut total = String::new();
+    // `''.join(contents)`: borrowed while there is a single turn, built only for two or more.
+    let mut total: Cow<'_, str> = Cow::Borrowed("");
     let mut i = 2;
     while i < n {
         let content = match &conv[i].content {
@@ -169,7 +177,11 @@ pub fn format_and_reflection(conv: &[DialogMessage]) -> Result<(f64, f64, String
         if i != n - 1 && (has_open || has_close) {
             return Ok((0.0, 0.0, format!("format 0: non-final turn {} contains an answer tag", i / 2)));
         }
-        total.push_str(content);
+        if i == 2 {
+            total = Cow::Borrowed(content);
+        } else {
+            total.to_mut().push_str(content);
+        }
         i += 2;
     }
     let parsed = actions::reward_format_parse(&total).map_err(|e| ScoreError::ReferenceRaises(format!("format_reward: {e}")))?;

@@ -226,20 +226,13 @@ pub struct QuestionSpec<'a> {
 
 fn append_options(p: &mut String, opts: &[String], strip: bool) {
     p.push('\n');
-    let joined: Vec<&str> = opts.iter().map(|o| if strip { o.trim_matches(PY_WS) } else { o.as_str() }).collect();
+    let joined: Vec<&str> = opts.iter().map(|o| if strip { py_strip(o) } else { o.as_str() }).collect();
     p.push_str(&joined.join("\n"));
 }
 
-/// Characters Python's `str.strip()` removes.
-pub const PY_WS: &[char] = &[
-    ' ', '\t', '\n', '\r', '\x0b', '\x0c', '\x1c', '\x1d', '\x1e', '\x1f', '\u{85}', '\u{a0}', '\u{1680}',
-    '\u{2000}', '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}',
-    '\u{2009}', '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
-];
-
-/// Python `str.strip()`.
+/// Python `str.strip()` (the whitespace definition lives in [`crate::core::pyliteral`]).
 pub fn py_strip(s: &str) -> &str {
-    s.trim_matches(PY_WS)
+    super::pyliteral::py_strip(s)
 }
 
 /// Build the first ViLaSR user turn's content list (protocol §2.2).

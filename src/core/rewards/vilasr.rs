@@ -5,7 +5,8 @@ use super::mra::{mra_inclusive, mra_strict};
 use super::pyfmt::{py_float, py_repr_str, py_round};
 use super::{RewardParts, ScoreError};
 use crate::core::actions;
-use crate::core::prompts::{py_strip, IMAGE_TRIPLE, PY_WS};
+use crate::core::prompts::{py_strip, IMAGE_TRIPLE};
+use crate::core::pyliteral::py_isspace;
 use regex::Regex;
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -143,7 +144,7 @@ pub fn think_action_fullmatch(content: &str) -> bool {
     let mut from = 0;
     while let Some(p) = finder!(b"</think>").find(&rest.as_bytes()[from..]) {
         let after = &rest[from + p + 8..];
-        if after.trim_start_matches(PY_WS).starts_with("Action:") {
+        if after.trim_start_matches(py_isspace).starts_with("Action:") {
             return true;
         }
         from += p + 8;

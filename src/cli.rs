@@ -19,8 +19,17 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "sightline", version, about = "Sightline: a studio for VLMs that reason by drawing (ViLaSR / ViLaVT)")]
+#[command(
+    name = "sightline",
+    version,
+    about = "Sightline: a studio for VLMs that reason by drawing (ViLaSR / ViLaVT)",
+    long_about = "Sightline: a studio for VLMs that reason by drawing (ViLaSR / ViLaVT).\n\nWith no command it opens the studio (on the last workspace, else the embedded demo); `sightline PATH` opens PATH in it.",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// Open this workspace, trajectory folder or dataset file in the studio.
+    #[arg(value_name = "PATH")]
+    pub open: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -160,6 +169,18 @@ pub enum Command {
         #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
         max_pixels: f64,
     },
+    /// Open the studio (the default command): a workspace, trajectory folder or dataset file, else
+    /// the last workspace, else the embedded demo.
+    #[cfg(feature = "gui")]
+    Studio {
+        path: Option<PathBuf>,
+        /// Save a PNG screenshot of the window once the first trajectory is drawn, then quit.
+        #[arg(long, value_name = "FILE.png")]
+        screenshot: Option<PathBuf>,
+        /// Start without the saved state (last workspace, view options).
+        #[arg(long)]
+        fresh: bool,
+    },
     /// Show the compute device Sightline picks (CUDA only when libcuda loads and a device exists,
     /// else the CPU with a notice) and check it with a small matmul.
     #[cfg(feature = "model")]
@@ -207,8 +228,16 @@ pub enum Command {
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
+        #[cfg(feature = "gui")]
+        None => studio(cli.open, None, false),
+        #[cfg(feature = "gui")]
+        Some(Command::Studio { path, screenshot, fresh }) => studio(path.or(cli.open), screenshot, fresh),
+        #[cfg(not(feature = "gui"))]
         None => {
-            eprintln!("sightline: the studio is not built yet; running the CLI demo (see `sightline --help`).");
+            if cli.open.is_some() {
+                return Err(anyhow!("this build has no studio (built without the `gui` feature); see `sightline --help`"));
+            }
+            eprintln!("sightline: built without the studio (`gui` feature); running the CLI demo (see `sightline --help`).");
             demo(Path::new("sightline-demo"))
         }
         Some(Command::Demo { out }) => demo(&out),
@@ -229,6 +258,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         #[cfg(feature = "model")]
         Some(Command::Devices { device }) => devices(&device),
     }
+}
+
+#[cfg(feature = "gui")]
+fn studio(open: Option<PathBuf>, screenshot: Option<PathBuf>, fresh: bool) -> Result<i32> {
+    crate::ui::run(crate::ui::StudioOptions { open, screenshot, fresh }).map_err(|e| anyhow!(e))?;
+    Ok(0)
 }
 
 #[cfg(feature = "model")]

@@ -15,6 +15,7 @@ pub mod actions;
 pub mod colors;
 pub mod datasets;
 pub mod executor;
+pub mod overlay;
 pub mod pillow;
 pub mod prompts;
 pub mod pyliteral;

@@ -193,3 +193,31 @@ fn snapshot_of_the_demo_trajectory_view() {
     settle(&mut h);
     h.snapshot("demo_trajectory_pixels");
 }
+
+#[test]
+fn hovering_a_shape_shows_its_coordinates_and_json_and_clicking_selects_its_row() {
+    let mut h = harness(demo());
+    let (rect, model) = h.state().pane.last_canvas.expect("the canvas drew an image");
+    // "brown object 1" is the box [66, 173, 108, 215] on image 2 (step 1): point at its left edge.
+    let at = |x: f32, y: f32| egui::pos2(rect.min.x + x * rect.width() / model[0] as f32, rect.min.y + y * rect.height() / model[1] as f32);
+    h.hover_at(at(67.0, 194.0));
+    h.run_steps(3);
+    assert!(has_label_containing(&h, "box \"brown object 1\": [66, 173, 108, 215]"), "tooltip names the box in model pixels");
+    assert!(has_label_containing(&h, "\"label\": \"brown object 1\""), "tooltip shows the JSON item");
+    h.event(egui::Event::PointerButton { pos: at(67.0, 194.0), button: egui::PointerButton::Primary, pressed: true, modifiers: Default::default() });
+    h.event(egui::Event::PointerButton { pos: at(67.0, 194.0), button: egui::PointerButton::Primary, pressed: false, modifiers: Default::default() });
+    h.run_steps(3);
+    assert_eq!(h.state().pane.selected_action, Some(ActionId { turn: 0, action: 0 }));
+}
+
+#[test]
+fn video_samples_show_a_frame_scrubber_and_the_last_workspace_is_remembered() {
+    let mut h = harness(demo());
+    assert_eq!(h.state().persisted.last_source.as_deref(), Some(demo().as_path()));
+    let row = (0..225).find(|&r| h.state().summaries.get(r).is_some_and(|s| s.data_type == "video")).unwrap();
+    h.state_mut().select(row);
+    settle(&mut h);
+    assert!(has_label(&h, "Video frames"));
+    assert!(has_label(&h, "1 · frame") && has_label(&h, "16 · frame"), "16 frames in the lineage strip");
+    assert!(has_label_containing(&h, "frame 1"), "the scrubber shows the current frame");
+}

@@ -96,7 +96,9 @@ impl ImageCache {
             let slot = match d.result {
                 Ok((img, size)) => {
                     let name = format!("{}:{:?}", d.key.0.display(), d.key.1);
-                    let texture = ctx.load_texture(name, img, TextureOptions::LINEAR);
+                    // Zoomed in, show the model's pixels as pixels; zoomed out, smooth.
+                    let options = TextureOptions { magnification: egui::TextureFilter::Nearest, ..TextureOptions::LINEAR };
+                    let texture = ctx.load_texture(name, img, options);
                     Slot::Ready { texture, size, last_used: self.frame }
                 }
                 Err(e) => Slot::Failed(e),

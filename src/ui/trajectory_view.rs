@@ -35,6 +35,8 @@ pub struct TrajectoryPane {
     frames: Option<FrameSource>,
     /// Where each action's shape was drawn (image number), for jumping from text to canvas.
     action_image: HashMap<ActionId, u32>,
+    /// Screen rectangle of the image on the canvas last frame and its model size (tests, tools).
+    pub last_canvas: Option<(egui::Rect, [u32; 2])>,
 }
 
 /// Settings shared by all panes.
@@ -246,6 +248,7 @@ impl TrajectoryPane {
             describe: &describe,
         };
         let out = canvas::canvas_ui(ui, &mut self.view, &input);
+        self.last_canvas = out.image_rect.map(|r| (r, model));
         if let Some(id) = out.clicked {
             self.selected_action = Some(id);
             self.scroll_pending = true;
@@ -589,6 +592,20 @@ fn header_ui(ui: &mut egui::Ui, item: &LoadedItem, compact: bool) {
     }
     for n in &item.notes {
         ui.label(RichText::new(n).small().color(theme::WARN));
+    }
+    if t.system_prompt.is_some() || t.first_user_text.is_some() {
+        egui::CollapsingHeader::new(RichText::new("prompt (system and first user turn, as the model saw them)").small()).id_salt("prompt").show(ui, |ui| {
+            ScrollArea::vertical().max_height(220.0).show(ui, |ui| {
+                if let Some(sys) = &t.system_prompt {
+                    ui.label(RichText::new("system").strong().small());
+                    ui.label(RichText::new(sys).monospace().small());
+                }
+                if let Some(u) = &t.first_user_text {
+                    ui.label(RichText::new("user").strong().small());
+                    ui.label(RichText::new(u).monospace().small());
+                }
+            });
+        });
     }
 }
 

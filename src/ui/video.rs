@@ -121,15 +121,20 @@ fn cache_dir(video: &Path) -> PathBuf {
     base.join("sightline").join("frames").join(format!("{:016x}", h.finish()))
 }
 
-/// Extract up to 64 frames evenly over the video with ffmpeg into `out` (reused when present).
+/// Extract frames (2 per second, at most 64) with `ffmpeg` from PATH into `out` (reused when present).
 pub fn extract_frames(video: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
+    extract_frames_with(Path::new("ffmpeg"), video, out)
+}
+
+/// [`extract_frames`] with an explicit ffmpeg program.
+pub fn extract_frames_with(ffmpeg: &Path, video: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
     if !video.is_file() {
         return Err(format!("{}: video file not found", video.display()));
     }
     if let Ok(v) = list_frames(out) {
         return Ok(v);
     }
-    let probe = std::process::Command::new("ffmpeg").arg("-version").output();
+    let probe = std::process::Command::new(ffmpeg).arg("-version").output();
     if probe.is_err() {
         return Err(format!(
             "{}: ffmpeg is not installed, so .mp4 frames cannot be shown (install ffmpeg, or point the sample at a folder of frames)",
@@ -139,7 +144,7 @@ pub fn extract_frames(video: &Path, out: &Path) -> Result<Vec<PathBuf>, String> 
     let tmp = out.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let status = std::process::Command::new("ffmpeg")
+    let status = std::process::Command::new(ffmpeg)
         .args(["-loglevel", "error", "-y", "-i"])
         .arg(video)
         .args(["-vf", "fps=2", "-frames:v", "64"])
@@ -152,4 +157,52 @@ pub fn extract_frames(video: &Path, out: &Path) -> Result<Vec<PathBuf>, String> 
     let _ = std::fs::remove_dir_all(out);
     std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
     list_frames(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo_video_frames() -> Vec<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/images/video-000000");
+        list_frames(&dir).unwrap().into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("input-")).collect()
+    }
+
+    #[test]
+    fn missing_ffmpeg_is_a_clear_message_naming_the_video() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("clip.mp4");
+        std::fs::write(&video, b"not really a video").unwrap();
+        let e = extract_frames_with(Path::new("/nonexistent/ffmpeg"), &video, &dir.path().join("out")).unwrap_err();
+        assert!(e.contains("ffmpeg is not installed") && e.contains("clip.mp4"), "{e}");
+        let e = extract_frames(&dir.path().join("absent.mp4"), &dir.path().join("out")).unwrap_err();
+        assert!(e.contains("absent.mp4") && e.contains("not found"), "{e}");
+    }
+
+    #[test]
+    fn frames_are_extracted_from_an_mp4_with_ffmpeg() {
+        // CI installs ffmpeg (.ci/run); make a 16-frame, 8 fps clip from the demo's video frames.
+        let frames = demo_video_frames();
+        assert_eq!(frames.len(), 16);
+        let dir = tempfile::tempdir().unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            std::fs::copy(f, dir.path().join(format!("f{i:02}.png"))).unwrap();
+        }
+        let video = dir.path().join("clip.mp4");
+        let made = std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-framerate", "8", "-i"])
+            .arg(dir.path().join("f%02d.png"))
+            .args(["-pix_fmt", "yuv420p"])
+            .arg(&video)
+            .status()
+            .expect("ffmpeg is needed for this test (apt-get install ffmpeg)");
+        assert!(made.success());
+        let out = dir.path().join("frames");
+        let got = extract_frames(&video, &out).unwrap();
+        assert_eq!(got.len(), 4, "2 s of video at 2 frames per second");
+        let img = image::open(&got[0]).unwrap();
+        assert_eq!((img.width(), img.height()), (224, 168));
+        // A second call reuses the extracted frames.
+        assert_eq!(extract_frames(&video, &out).unwrap(), got);
+    }
 }

@@ -140,7 +140,7 @@ pub struct StudioApp {
     pub pane: TrajectoryPane,
     pub compare_pane: TrajectoryPane,
     pub persisted: Persisted,
-    dialog: Option<Receiver<Option<PathBuf>>>,
+    dialog: Option<(Receiver<Option<PathBuf>>, Instant)>,
     device_notice: Option<Receiver<String>>,
     device_text: Option<String>,
     screenshot: Option<PathBuf>,
@@ -307,13 +307,21 @@ impl StudioApp {
                 }
             }
         }
-        if let Some(rx) = &self.dialog {
+        if let Some((rx, asked)) = &self.dialog {
             match rx.try_recv() {
                 Ok(Some(p)) => {
                     self.dialog = None;
                     self.open(p);
                 }
-                Ok(None) | Err(std::sync::mpsc::TryRecvError::Disconnected) => self.dialog = None,
+                Ok(None) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    // A dialog that "closes" at once never appeared: say how to get one.
+                    if asked.elapsed() < std::time::Duration::from_millis(700) {
+                        self.open_error = Some(
+                            "No file dialog could be shown (it needs xdg-desktop-portal or zenity). Drop the file on the window, or pass it on the command line: sightline PATH".into(),
+                        );
+                    }
+                    self.dialog = None;
+                }
                 Err(std::sync::mpsc::TryRecvError::Empty) => {}
             }
         }
@@ -343,7 +351,7 @@ impl StudioApp {
             };
             let _ = tx.send(picked);
         });
-        self.dialog = Some(rx);
+        self.dialog = Some((rx, Instant::now()));
     }
 
     fn handle_keys(&mut self, ctx: &egui::Context) {

@@ -127,8 +127,8 @@ fn heavy_trajectory(dir: &Path) {
     t.save_dir(dir).unwrap();
 }
 
-/// A LLaMA-Factory registry with `n` sharegpt records (the demo's records repeated), its images
-/// linked from the demo.
+/// A LLaMA-Factory registry with `n` sharegpt records (the demo's records repeated), with a copy
+/// of the demo's images.
 fn big_dataset(dir: &Path, n: usize) -> PathBuf {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
     let src: serde_json::Value = serde_json::from_slice(&std::fs::read(demo.join("sft/cold_start/count.json")).unwrap()).unwrap();
@@ -142,12 +142,25 @@ fn big_dataset(dir: &Path, n: usize) -> PathBuf {
     }
     out.push_str("\n]\n");
     std::fs::write(dir.join("big.json"), out).unwrap();
-    #[cfg(unix)]
-    std::os::unix::fs::symlink(demo.join("images"), dir.join("images")).unwrap();
+    // Images must lie inside the dataset root (a symlink out of it is refused): copy them.
+    copy_dir(&demo.join("images"), &dir.join("images"));
     let info = serde_json::json!({"big": {"file_name": "big.json", "formatting": "sharegpt", "columns": {"messages": "conversations", "images": "images"},
         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant", "system_tag": "system"}}});
     std::fs::write(dir.join("dataset_info.json"), serde_json::to_string_pretty(&info).unwrap()).unwrap();
     dir.join("dataset_info.json")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -196,6 +209,7 @@ fn main() {
     std::fs::create_dir_all(&big).unwrap();
     let info = big_dataset(&big, records);
     let size = std::fs::metadata(big.join("big.json")).unwrap().len();
+    println!("wrote {records} records ({:.1} MB)", size as f64 / 1e6);
     let ctx = egui::Context::default();
     let t0 = Instant::now();
     let mut app = StudioApp::new(&ctx, None, StudioOptions { open: Some(info), screenshot: None, fresh: true });
@@ -210,7 +224,19 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let shown = shown.expect("first trajectory never shown");
+    let Some(shown) = shown else {
+        panic!(
+            "first trajectory never shown: open error {:?}, opening {:?}, primary {}",
+            app.open_error,
+            app.opening,
+            match &app.primary {
+                None => "none".to_string(),
+                Some(sightline::ui::ItemState::Loading(r)) => format!("loading {r}"),
+                Some(sightline::ui::ItemState::Failed(r, e)) => format!("row {r} failed: {e}"),
+                Some(sightline::ui::ItemState::Loaded(..)) => format!("loaded; images pending {} resident {:?}", app.images.pending(), app.images.resident()),
+            }
+        );
+    };
     let rows = app.source.as_ref().map(|s| s.entries.len()).unwrap_or(0);
     let open_ms = app.source.as_ref().map(|s| s.open_ms).unwrap_or(0.0);
     println!(

@@ -346,6 +346,10 @@ pub fn summarize(source: &Source, row: usize) -> RowSummary {
 // Background worker
 // ---------------------------------------------------------------------------------------------
 
+/// Asking to open this path opens the demo workspace (found, or generated on first use, on the
+/// data thread).
+pub const DEMO: &str = "sightline:demo";
+
 /// What the UI asks the data worker to do.
 pub enum DataCommand {
     Open(PathBuf),
@@ -361,6 +365,7 @@ pub enum ItemSlot {
 
 /// What the data worker reports.
 pub enum DataEvent {
+    /// `path` is what was asked for (maybe [`DEMO`]), the source's own path is where it lives.
     Opened { generation: u64, result: Result<Arc<Source>, String>, path: PathBuf },
     Summaries { generation: u64, start: usize, rows: Vec<RowSummary> },
     SummariesDone { generation: u64, ms: f64 },
@@ -395,7 +400,12 @@ impl DataWorker {
                     match cmd {
                         DataCommand::Open(path) => {
                             let generation = gen_worker.fetch_add(1, Ordering::SeqCst) + 1;
-                            let result = open_source(&path).map(Arc::new);
+                            let result = if path.as_os_str() == DEMO {
+                                crate::ui::demo_workspace().and_then(|p| open_source(&p))
+                            } else {
+                                open_source(&path)
+                            }
+                            .map(Arc::new);
                             if let Ok(s) = &result {
                                 source = Some(s.clone());
                                 spawn_summarizer(s.clone(), generation, gen_worker.clone(), ev_tx.clone(), wake.clone());

@@ -11,6 +11,7 @@ pub mod loader;
 pub mod preprocess;
 pub mod qwen;
 pub mod rope;
+pub mod runner;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;

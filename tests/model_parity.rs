@@ -371,3 +371,52 @@ fn nested_config_layout_and_bad_checkpoints_give_named_errors() {
     let e = load_model::<Flex>(dir.path(), &Default::default(), DType::F32).err().unwrap().to_string();
     assert!(e.contains("config.json") && e.contains("JSON"), "{e}");
 }
+
+#[test]
+fn sharded_checkpoint_with_new_key_layout_loads_to_the_same_model() {
+    use safetensors::tensor::TensorView;
+    let src = fix().join("tiny_untied");
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+    names.sort();
+    assert!(names.iter().any(|n| n.starts_with("visual.") || n.starts_with("model.visual.")));
+    // transformers ≥ 4.52 / 5 key names, split over two shards.
+    let rename = |n: &str| {
+        if let Some(r) = n.strip_prefix("visual.") {
+            format!("model.visual.{r}")
+        } else if let Some(r) = n.strip_prefix("model.layers.") {
+            format!("model.language_model.layers.{r}")
+        } else if let Some(r) = n.strip_prefix("model.embed_tokens.") {
+            format!("model.language_model.embed_tokens.{r}")
+        } else if let Some(r) = n.strip_prefix("model.norm.") {
+            format!("model.language_model.norm.{r}")
+        } else {
+            n.to_string()
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+    let half = names.len() / 2;
+    let mut weight_map = serde_json::Map::new();
+    for (k, chunk) in [&names[..half], &names[half..]].into_iter().enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", k + 1);
+        let views: Vec<(String, TensorView)> = chunk.iter().map(|n| (rename(n), st.tensor(n).unwrap())).collect();
+        for (n, _) in &views {
+            weight_map.insert(n.clone(), file.clone().into());
+        }
+        safetensors::serialize_to_file(views, None, &dir.path().join(&file)).unwrap();
+    }
+    std::fs::write(dir.path().join("model.safetensors.index.json"), serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string()).unwrap();
+    let sharded = load_model::<Flex>(dir.path(), &Default::default(), DType::F32).unwrap();
+    let single = load("tiny_untied");
+    let c = cases().into_iter().find(|c| c.name == "tiny_untied__one_image").unwrap();
+    let input = recorded_input(&c);
+    let a = sharded.prefill(&input, &mut KvCache::new(3), false, false).unwrap().0.logits;
+    let b = single.prefill(&input, &mut KvCache::new(3), false, false).unwrap().0.logits;
+    assert_eq!(a, b);
+    // A shard named by the index but absent is named in the error.
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let e = load_model::<Flex>(dir.path(), &Default::default(), DType::F32).err().unwrap().to_string();
+    assert!(e.contains("model-00002-of-00002.safetensors") && e.contains("missing"), "{e}");
+}

@@ -189,6 +189,10 @@ pub enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Generate with a Qwen2.5-VL checkpoint folder (config.json, safetensors, tokenizer.json):
+    /// images first, then PROMPT, or a HF-style --messages list. Temperature 0 is greedy.
+    #[cfg(feature = "model")]
+    Generate(GenerateArgs),
     /// Inspect, validate or convert datasets (LLaMA-Factory, ViLaSR RL, ViLaVT, benchmarks).
     #[command(subcommand)]
     Dataset(crate::cli_dataset::DatasetCommand),
@@ -225,6 +229,49 @@ pub enum Command {
     },
 }
 
+#[cfg(feature = "model")]
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// Checkpoint folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Input image (repeat for several; they come before PROMPT).
+    #[arg(long = "image")]
+    pub images: Vec<PathBuf>,
+    /// The user's text.
+    pub prompt: Option<String>,
+    /// A JSON file holding a HF/Qwen-style message list (instead of --image/PROMPT).
+    #[arg(long)]
+    pub messages: Option<PathBuf>,
+    /// A system turn (default: the template's "You are a helpful assistant.").
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// 0 = off.
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Samples per prompt (sample i uses seed + i).
+    #[arg(long, default_value_t = 1)]
+    pub num_samples: usize,
+    /// Stop when the text contains this string (repeatable); the text is cut before it.
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print {"token_ids": [...], "text": "..."} per sample instead of streaming the text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -257,6 +304,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         #[cfg(feature = "model")]
         Some(Command::Devices { device }) => devices(&device),
+        #[cfg(feature = "model")]
+        Some(Command::Generate(args)) => generate(&args),
     }
 }
 
@@ -280,6 +329,100 @@ fn devices(request: &str) -> Result<i32> {
     println!("selected: {} — {}", sel.device, sel.notice);
     let (sum, ms) = device::smoke_test(sel.device).map_err(|e| anyhow!(e))?;
     println!("smoke test: 128×128 matmul checksum {sum} in {ms:.1} ms");
+    Ok(0)
+}
+
+#[cfg(feature = "model")]
+fn generate(a: &GenerateArgs) -> Result<i32> {
+    use crate::model::generate::SamplingParams;
+    use crate::model::runner::{parse_messages, run_generate, ChatItem, ChatMessage, GenerateRequest, Progress};
+    let device = a.device.parse().map_err(|e: String| anyhow!(e))?;
+    let mut messages = Vec::new();
+    if let Some(s) = &a.system {
+        messages.push(ChatMessage { role: "system".into(), content: vec![ChatItem::Text(s.clone())] });
+    }
+    match &a.messages {
+        Some(file) => {
+            if !a.images.is_empty() || a.prompt.is_some() {
+                bail!("--messages replaces --image and PROMPT; give one or the other");
+            }
+            let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| anyhow!("{}: not valid JSON: {e}", file.display()))?;
+            let base = file.parent().unwrap_or(Path::new("."));
+            let parsed = parse_messages(&v, base).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            if a.system.is_some() && parsed.first().is_some_and(|m| m.role == "system") {
+                bail!("--system given but {} starts with a system message", file.display());
+            }
+            messages.extend(parsed);
+        }
+        None => {
+            let mut content: Vec<ChatItem> = a.images.iter().cloned().map(ChatItem::Image).collect();
+            match &a.prompt {
+                Some(p) => content.push(ChatItem::Text(p.clone())),
+                None if content.is_empty() => bail!("give a PROMPT, --image, or --messages"),
+                None => {}
+            }
+            messages.push(ChatMessage { role: "user".into(), content });
+        }
+    }
+    let params = SamplingParams {
+        max_new_tokens: a.max_new_tokens,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        top_k: a.top_k,
+        seed: a.seed,
+        n: a.num_samples,
+        stop_strings: a.stop.clone(),
+        ..Default::default()
+    };
+    let req = GenerateRequest { model_dir: a.model.clone(), messages, params, device };
+    let spinner = ProgressBar::new_spinner();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let bar = ProgressBar::hidden();
+    let mut current = usize::MAX;
+    let mut out = std::io::stdout();
+    let stream = !a.json;
+    let res = run_generate(
+        &req,
+        &mut |p| match p {
+            Progress::Status(s) => {
+                if s == "generating" {
+                    spinner.finish_and_clear();
+                    if !stream {
+                        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                        bar.set_length((a.max_new_tokens * a.num_samples) as u64);
+                        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} tokens {per_sec}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+                    }
+                } else {
+                    spinner.set_message(s.to_string());
+                }
+            }
+            Progress::Token(e) => {
+                if stream {
+                    if e.sample != current && a.num_samples > 1 {
+                        let _ = write!(out, "{}--- sample {} ---\n", if current == usize::MAX { "" } else { "\n" }, e.sample);
+                    }
+                    let _ = out.write_all(e.text_delta.as_bytes());
+                    let _ = out.flush();
+                } else {
+                    bar.inc(1);
+                }
+                current = e.sample;
+            }
+        },
+        None,
+    );
+    spinner.finish_and_clear();
+    bar.finish_and_clear();
+    let res = res.map_err(|e| anyhow!(e))?;
+    if a.json {
+        for c in &res.completions {
+            println!("{}", json!({"token_ids": c.token_ids, "text": c.text}));
+        }
+    } else {
+        println!();
+    }
+    eprintln!("[{} — {}; {} prompt tokens]", res.device, res.device_notice, res.prompt_tokens);
     Ok(0)
 }
 

@@ -1,5 +1,17 @@
-//! The model layer (burn only here): Qwen2.5-VL towers, weight loading, tokenizer and generation
-//! land here with the model issue. Today it holds runtime device selection, which every later
-//! part of the layer uses.
+//! The model layer (burn only here): Qwen2.5-VL in burn with numerical parity to Hugging Face
+//! transformers — configuration, the vision tower and language model, M-RoPE bookkeeping,
+//! checkpoint loading, tokenizer and chat template, preprocessing, and generation — plus runtime
+//! device selection (CUDA when present, else the CPU `flex` backend).
 
+pub mod config;
 pub mod device;
+pub mod generate;
+pub mod layers;
+pub mod loader;
+pub mod preprocess;
+pub mod qwen;
+pub mod rope;
+pub mod runner;
+pub mod text;
+pub mod tokenizer;
+pub mod vision;

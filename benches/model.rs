@@ -1,0 +1,105 @@
+//! Model-layer speed on the CPU (`flex`, f32; plain `main`, `harness = false`) for the ~44M
+//! `bench-44m` configuration: prefill of a 512-token text prompt, 128 greedy decode steps on the
+//! KV cache, and the vision tower on one 448×448 image; median of repeats, peak RSS.
+//!
+//! `cargo bench --bench model` (random weights), or `-- --model DIR` to load the checkpoint that
+//! `tools/bench_torch.py --save DIR` wrote, so both sides run the same weights. Other options:
+//! `--prefill N`, `--decode N`, `--image SIDE`, `--repeats R`. Threads: the flex backend's rayon
+//! pool (`RAYON_NUM_THREADS`, default one per core).
+
+use burn::backend::Flex;
+use burn::tensor::DType;
+use sightline::model::config::Qwen25VlConfig;
+use sightline::model::generate::argmax;
+use sightline::model::loader::load_model;
+use sightline::model::preprocess::{preprocess_image, PreprocessConfig};
+use sightline::model::qwen::{ModelInput, Qwen25Vl};
+use sightline::model::text::KvCache;
+use std::time::Instant;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let prefill_n: usize = arg("--prefill").and_then(|v| v.parse().ok()).unwrap_or(512);
+    let decode_n: usize = arg("--decode").and_then(|v| v.parse().ok()).unwrap_or(128);
+    let side: u32 = arg("--image").and_then(|v| v.parse().ok()).unwrap_or(448);
+    let repeats: usize = arg("--repeats").and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let dev = Default::default();
+    let t = Instant::now();
+    let model: Qwen25Vl<Flex> = match arg("--model") {
+        Some(dir) => load_model::<Flex>(std::path::Path::new(&dir), &dev, DType::F32).unwrap_or_else(|e| panic!("{e}")),
+        None => Qwen25Vl::random(Qwen25VlConfig::bench_44m(), dev, DType::F32),
+    };
+    let cfg = model.cfg.clone();
+    println!("bench-44m: text hidden {} × {} layers, vocab {}; vision depth {}, hidden {}", cfg.text.hidden_size, cfg.text.num_hidden_layers, cfg.text.vocab_size, cfg.vision.depth, cfg.vision.hidden_size);
+    println!("load/init: {:.2} s, threads: {}", t.elapsed().as_secs_f64(), std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| format!("{} (cores)", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1))));
+
+    // A deterministic text prompt (ids below the special tokens).
+    let ids: Vec<u32> = (0..prefill_n as u64).map(|i| ((i * 7919 + 13) % (cfg.text.vocab_size as u64 - 8)) as u32).collect();
+    let input = ModelInput { ids, ..Default::default() };
+    let layers = cfg.text.num_hidden_layers;
+    // Warm-up, then timed prefills.
+    let _ = model.prefill(&input, &mut KvCache::new(layers), false, false).unwrap();
+    let mut times = Vec::new();
+    let mut cache = KvCache::new(layers);
+    let mut logits = Vec::new();
+    let mut delta = 0;
+    for _ in 0..repeats {
+        cache = KvCache::new(layers);
+        let t = Instant::now();
+        let (out, d) = model.prefill(&input, &mut cache, false, false).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+        logits = out.logits;
+        delta = d;
+    }
+    let p = median(times);
+    println!("prefill {prefill_n} tokens: median {:.3} s ({:.0} tokens/s), peak RSS {:.0} MB", p, prefill_n as f64 / p, peak_rss_mb());
+
+    let mut times = Vec::new();
+    for r in 0..repeats.min(2) {
+        let mut c = cache.clone();
+        let mut tok = argmax(&logits) as u32;
+        let t = Instant::now();
+        for _ in 0..decode_n {
+            let l = model.decode_step(tok, delta, &mut c).unwrap();
+            tok = argmax(&l) as u32;
+        }
+        times.push(t.elapsed().as_secs_f64());
+        let _ = r;
+    }
+    let d = median(times);
+    println!("decode {decode_n} tokens after the prompt: median {:.3} s ({:.1} ms/token, {:.1} tokens/s), peak RSS {:.0} MB", d, d * 1000.0 / decode_n as f64, decode_n as f64 / d, peak_rss_mb());
+
+    // Vision tower on one image (deterministic noise, already a multiple of 28).
+    let img = image::RgbImage::from_fn(side, side, |x, y| {
+        let h = (x as u64).wrapping_mul(2654435761) ^ (y as u64).wrapping_mul(40503);
+        image::Rgb([(h & 255) as u8, ((h >> 8) & 255) as u8, ((h >> 16) & 255) as u8])
+    });
+    let v = preprocess_image(&img, &cfg.vision, &PreprocessConfig::default()).unwrap();
+    let _ = model.encode_vision(&[&v]).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..repeats {
+        let t = Instant::now();
+        let out = model.encode_vision(&[&v]).unwrap();
+        let _ = sightline::model::layers::to_vec(out);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let vt = median(times);
+    println!("vision tower {side}×{side} ({} patches → {} tokens): median {:.3} s, peak RSS {:.0} MB", v.grid.patches(), v.grid.tokens(2), vt, peak_rss_mb());
+}

@@ -1,0 +1,369 @@
+//! Text generation on a KV cache: greedy or sampled (temperature, top-k, top-p as transformers'
+//! warpers apply them, seeded), EOS ids and stop strings, n samples per prompt sharing one
+//! prefill, a per-token streaming callback, cancellation through an `AtomicBool`, and prefix reuse:
+//! a [`Session`] keeps its cache and only prefills the part of a new prompt that differs from
+//! what the cache holds (same tokens and same images).
+
+use super::qwen::{ModelInput, Qwen25Vl, VisionSpan};
+use super::text::KvCache;
+use super::tokenizer::QwenTokenizer;
+use burn::tensor::backend::Backend;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Sampling and stopping settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// 1 = off.
+    pub top_p: f32,
+    /// 0 = off.
+    pub top_k: usize,
+    pub seed: u64,
+    /// Samples per prompt (sample i uses seed + i).
+    pub n: usize,
+    pub stop_strings: Vec<String>,
+    /// Generation ends after emitting one of these (the id is kept in `token_ids`).
+    pub eos_token_ids: Vec<u32>,
+    /// Keep every step's raw logits in the completion (tests).
+    pub record_logits: bool,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            n: 1,
+            stop_strings: Vec::new(),
+            eos_token_ids: Vec::new(),
+            record_logits: false,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(format!("temperature must be a finite number ≥ 0, got {}", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top-p must be in (0, 1], got {}", self.top_p));
+        }
+        if self.n == 0 {
+            return Err("n must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    Eos,
+    Stop(String),
+    Length,
+    Cancelled,
+}
+
+/// One generated continuation.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub token_ids: Vec<u32>,
+    /// Decoded with special tokens skipped, cut before a matched stop string.
+    pub text: String,
+    pub finish: FinishReason,
+    pub step_logits: Vec<Vec<f32>>,
+}
+
+/// What the streaming callback sees after each token.
+pub struct TokenEvent<'a> {
+    pub sample: usize,
+    pub token: u32,
+    /// New text since the previous event (empty while a UTF-8 sequence is incomplete).
+    pub text_delta: &'a str,
+}
+
+/// SplitMix64: small, seedable, reproducible everywhere.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The first index of the maximum (torch `argmax`); NaN never wins.
+pub fn argmax(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] || logits[best].is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Pick the next token: greedy at temperature 0, else temperature → top-k → top-p → sample.
+pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut Rng) -> usize {
+    if p.temperature == 0.0 || logits.len() < 2 {
+        return argmax(logits);
+    }
+    let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 / p.temperature as f64).collect();
+    let mut order: Vec<usize> = (0..scaled.len()).filter(|&i| !scaled[i].is_nan()).collect();
+    order.sort_by(|&a, &b| scaled[b].partial_cmp(&scaled[a]).unwrap_or(std::cmp::Ordering::Equal));
+    if order.is_empty() {
+        return 0;
+    }
+    // top-k keeps every token at least as large as the k-th (ties included).
+    if p.top_k > 0 && p.top_k < order.len() {
+        let kth = scaled[order[p.top_k - 1]];
+        order.retain(|&i| scaled[i] >= kth);
+    }
+    let max = scaled[order[0]];
+    let mut probs: Vec<f64> = order.iter().map(|&i| (scaled[i] - max).exp()).collect();
+    let z: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|x| *x /= z);
+    // top-p: drop the tail whose cumulative mass (from the smallest) is ≤ 1 - top_p; keep ≥ 1.
+    if p.top_p < 1.0 {
+        let mut tail = 0.0;
+        let mut keep = probs.len();
+        for k in (1..probs.len()).rev() {
+            tail += probs[k];
+            if tail <= 1.0 - p.top_p as f64 {
+                keep = k;
+            } else {
+                break;
+            }
+        }
+        order.truncate(keep);
+        probs.truncate(keep);
+        let z: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|x| *x /= z);
+    }
+    let u = rng.next_f64();
+    let mut acc = 0.0;
+    for (k, &pr) in probs.iter().enumerate() {
+        acc += pr;
+        if u < acc {
+            return order[k];
+        }
+    }
+    *order.last().unwrap()
+}
+
+/// A conversation's KV cache and what it holds, reused across calls.
+pub struct Session<B: Backend> {
+    cache: KvCache<B>,
+    ids: Vec<u32>,
+    spans: Vec<VisionSpan>,
+    delta: i64,
+    /// Prompt tokens taken from the cache in the last call (not prefilled again).
+    pub reused_tokens: usize,
+    /// Prompt tokens prefilled in the last call.
+    pub prefilled_tokens: usize,
+}
+
+impl<B: Backend> Session<B> {
+    pub fn new(model: &Qwen25Vl<B>) -> Self {
+        Session {
+            cache: KvCache::new(model.cfg.text.num_hidden_layers),
+            ids: Vec::new(),
+            spans: Vec::new(),
+            delta: 0,
+            reused_tokens: 0,
+            prefilled_tokens: 0,
+        }
+    }
+
+    /// Forget the cache.
+    pub fn reset(&mut self) {
+        self.cache.truncate(0);
+        self.ids.clear();
+        self.spans.clear();
+    }
+
+    /// How many leading tokens of `input` the cache can keep: the common token prefix, not
+    /// ending inside an image, with every image in it identical, and at least one token left.
+    fn reusable(&self, input: &ModelInput, spans: &[VisionSpan]) -> usize {
+        let mut common = self.ids.iter().zip(&input.ids).take_while(|(a, b)| a == b).count().min(self.cache.len);
+        common = common.min(input.ids.len().saturating_sub(1));
+        for s in spans {
+            if s.start < common {
+                let same = self.spans.iter().any(|c| c.video == s.video && c.start == s.start && c.len == s.len && c.fingerprint == s.fingerprint);
+                if !same || s.start + s.len > common {
+                    common = s.start;
+                }
+            }
+        }
+        common
+    }
+
+    /// Generate `params.n` continuations of `input`.
+    pub fn generate(
+        &mut self,
+        model: &Qwen25Vl<B>,
+        tokenizer: Option<&QwenTokenizer>,
+        input: &ModelInput,
+        params: &SamplingParams,
+        on_token: &mut dyn FnMut(TokenEvent),
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Vec<Completion>, String> {
+        params.validate()?;
+        if input.ids.is_empty() {
+            return Err("the prompt is empty".into());
+        }
+        if !params.stop_strings.is_empty() && tokenizer.is_none() {
+            return Err("stop strings need a tokenizer".into());
+        }
+        let spans = model.vision_spans(input)?;
+        let keep = self.reusable(input, &spans);
+        self.cache.truncate(keep);
+        self.ids.truncate(keep);
+        let (out, delta) = match model.prefill(input, &mut self.cache, false, false) {
+            Ok(x) => x,
+            Err(e) => {
+                self.reset();
+                return Err(e);
+            }
+        };
+        self.reused_tokens = keep;
+        self.prefilled_tokens = input.ids.len() - keep;
+        self.ids = input.ids.clone();
+        self.spans = spans;
+        self.delta = delta;
+        let first_logits = out.logits;
+        let snapshot = if params.n > 1 { Some(self.cache.clone()) } else { None };
+        let mut completions = Vec::with_capacity(params.n);
+        for i in 0..params.n {
+            let mut rng = Rng::new(params.seed.wrapping_add(i as u64));
+            let c = if i == 0 {
+                let mut cache = std::mem::replace(&mut self.cache, KvCache::new(0));
+                let r = run_sample(model, tokenizer, &mut cache, delta, first_logits.clone(), params, &mut rng, i, on_token, cancel);
+                self.cache = cache;
+                let c = r?;
+                // The cache now also holds the fed generated tokens (all but the last).
+                let fed = self.cache.len - self.ids.len();
+                self.ids.extend_from_slice(&c.token_ids[..fed]);
+                c
+            } else {
+                let mut cache = snapshot.clone().expect("snapshot exists for n > 1");
+                run_sample(model, tokenizer, &mut cache, delta, first_logits.clone(), params, &mut rng, i, on_token, cancel)?
+            };
+            let cancelled = c.finish == FinishReason::Cancelled;
+            completions.push(c);
+            if cancelled {
+                break;
+            }
+        }
+        Ok(completions)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_sample<B: Backend>(
+    model: &Qwen25Vl<B>,
+    tokenizer: Option<&QwenTokenizer>,
+    cache: &mut KvCache<B>,
+    delta: i64,
+    mut logits: Vec<f32>,
+    params: &SamplingParams,
+    rng: &mut Rng,
+    sample_index: usize,
+    on_token: &mut dyn FnMut(TokenEvent),
+    cancel: Option<&AtomicBool>,
+) -> Result<Completion, String> {
+    let mut ids: Vec<u32> = Vec::new();
+    let mut step_logits = Vec::new();
+    let mut emitted = String::new();
+    let mut finish = FinishReason::Length;
+    let mut stop_cut: Option<usize> = None;
+    while ids.len() < params.max_new_tokens {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            finish = FinishReason::Cancelled;
+            break;
+        }
+        if params.record_logits {
+            step_logits.push(logits.clone());
+        }
+        let tok = sample(&logits, params, rng) as u32;
+        ids.push(tok);
+        let mut delta_text = String::new();
+        if let Some(t) = tokenizer {
+            let text = t.decode(&ids, true)?;
+            if !text.ends_with('\u{FFFD}') && text.len() >= emitted.len() && text.starts_with(emitted.as_str()) {
+                delta_text = text[emitted.len()..].to_string();
+                emitted = text;
+            }
+        }
+        on_token(TokenEvent { sample: sample_index, token: tok, text_delta: &delta_text });
+        if params.eos_token_ids.contains(&tok) {
+            finish = FinishReason::Eos;
+            break;
+        }
+        if let Some((s, pos)) = params.stop_strings.iter().filter_map(|s| emitted.find(s.as_str()).map(|p| (s, p))).min_by_key(|x| x.1) {
+            finish = FinishReason::Stop(s.clone());
+            stop_cut = Some(pos);
+            break;
+        }
+        if ids.len() >= params.max_new_tokens {
+            break;
+        }
+        logits = model.decode_step(tok, delta, cache)?;
+    }
+    let mut text = match tokenizer {
+        Some(t) => t.decode(&ids, true)?,
+        None => String::new(),
+    };
+    if let Some(p) = stop_cut {
+        text.truncate(p);
+    }
+    Ok(Completion { token_ids: ids, text, finish, step_logits })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_top_k_and_top_p() {
+        let logits = [1.0f32, 3.0, 2.0, 3.0];
+        let mut rng = Rng::new(1);
+        assert_eq!(sample(&logits, &SamplingParams::default(), &mut rng), 1);
+        let p = SamplingParams { temperature: 1.0, top_k: 1, ..Default::default() };
+        for _ in 0..20 {
+            let t = sample(&logits, &p, &mut rng);
+            assert!(t == 1 || t == 3, "top-k 1 keeps the tied maxima only");
+        }
+        let p = SamplingParams { temperature: 0.7, top_p: 0.01, ..Default::default() };
+        for _ in 0..20 {
+            assert!(matches!(sample(&logits, &p, &mut rng), 1 | 3));
+        }
+        // Full sampling visits the low-probability tokens sometimes and is reproducible.
+        let p = SamplingParams { temperature: 2.0, ..Default::default() };
+        let draw = |seed| {
+            let mut r = Rng::new(seed);
+            (0..200).map(|_| sample(&logits, &p, &mut r)).collect::<Vec<_>>()
+        };
+        let a = draw(7);
+        assert_eq!(a, draw(7));
+        assert!(a.contains(&0) && a.contains(&2));
+        assert!(SamplingParams { top_p: 0.0, ..Default::default() }.validate().is_err());
+        assert!(SamplingParams { temperature: -1.0, ..Default::default() }.validate().is_err());
+    }
+}

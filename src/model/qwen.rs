@@ -1,0 +1,233 @@
+//! The whole Qwen2.5-VL model on one burn backend: the weight tree (`visual`, `model`, `lm_head`,
+//! mirroring the checkpoint keys), vision encoding, the multimodal embedding merge (image/video
+//! features scattered into their pad tokens), prefill of a prompt suffix on top of a KV cache, and
+//! single-token decoding with the rope delta.
+
+use super::config::Qwen25VlConfig;
+use super::layers::{index_tensor, linear, tensor, to_vec};
+use super::preprocess::VisionInput;
+use super::rope::{get_rope_index, text_cos_sin, GridThw, RopeIndex, VideoTime};
+use super::text::{KvCache, TextModel};
+use super::vision::VisionTower;
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor};
+
+/// Every weight of a checkpoint, named as the remapped safetensors keys.
+#[derive(Module, Debug)]
+pub struct Qwen25VlWeights<B: Backend> {
+    pub visual: VisionTower<B>,
+    pub model: TextModel<B>,
+    /// Absent when the embeddings are tied.
+    pub lm_head: Option<Linear<B>>,
+}
+
+impl<B: Backend> Qwen25VlWeights<B> {
+    /// The module tree for `cfg`, parameters lazily initialised (random or constant).
+    pub fn new(cfg: &Qwen25VlConfig, device: &B::Device) -> Self {
+        Qwen25VlWeights {
+            visual: VisionTower::new(&cfg.vision, device),
+            model: TextModel::new(&cfg.text, device),
+            lm_head: if cfg.text.tie_word_embeddings { None } else { Some(linear(cfg.text.hidden_size, cfg.text.vocab_size, false, device)) },
+        }
+    }
+}
+
+/// A prompt ready for the model: expanded token ids (one pad token per merged patch) plus the
+/// images and videos in prompt order.
+#[derive(Clone, Debug, Default)]
+pub struct ModelInput {
+    pub ids: Vec<u32>,
+    pub images: Vec<VisionInput>,
+    pub videos: Vec<VisionInput>,
+    /// Seconds per temporal grid step, one per video (1.0 when absent).
+    pub second_per_grid_ts: Vec<f64>,
+}
+
+/// Where each image/video sits in the token sequence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VisionSpan {
+    pub video: bool,
+    /// Index among the images (or videos).
+    pub index: usize,
+    pub start: usize,
+    pub len: usize,
+    pub fingerprint: u64,
+}
+
+/// What one forward pass returns (host copies).
+#[derive(Clone, Debug, Default)]
+pub struct ForwardOutput {
+    /// Logits `[rows][vocab]` row-major: every new position with `all_logits`, else the last.
+    pub logits: Vec<f32>,
+    pub rows: usize,
+    /// With `collect_hidden`: the input embeddings, then each decoder layer's output, then the
+    /// final norm output, each `[new positions][hidden]`.
+    pub hidden: Vec<Vec<f32>>,
+}
+
+/// Qwen2.5-VL on backend `B` with compute dtype `dtype` (f32 on the CPU, bf16 on CUDA).
+pub struct Qwen25Vl<B: Backend> {
+    pub cfg: Qwen25VlConfig,
+    pub weights: Qwen25VlWeights<B>,
+    pub device: B::Device,
+    pub dtype: DType,
+    /// How video time positions are computed (transformers 4.57 truncates seconds per grid).
+    pub video_time: VideoTime,
+}
+
+impl<B: Backend> Qwen25Vl<B> {
+    /// A randomly initialised model (tests and benchmarks).
+    pub fn random(cfg: Qwen25VlConfig, device: B::Device, dtype: DType) -> Self {
+        let weights = Qwen25VlWeights::new(&cfg, &device);
+        Qwen25Vl { cfg, weights, device, dtype, video_time: VideoTime::default() }
+    }
+
+    /// Locate every image and video in `input` and check the pad counts against the grids.
+    pub fn vision_spans(&self, input: &ModelInput) -> Result<Vec<VisionSpan>, String> {
+        let m = self.cfg.vision.spatial_merge_size;
+        let mut spans = Vec::new();
+        for (video, tok, items) in [(false, self.cfg.image_token_id, &input.images), (true, self.cfg.video_token_id, &input.videos)] {
+            let what = if video { "video" } else { "image" };
+            let mut i = 0;
+            let mut k = 0;
+            let ids = &input.ids;
+            while i < ids.len() {
+                if ids[i] != tok {
+                    i += 1;
+                    continue;
+                }
+                let item = items.get(k).ok_or_else(|| format!("the prompt holds more {what} pad runs than the {} {what}(s) given", items.len()))?;
+                let need = item.grid.tokens(m);
+                let run = ids[i..].iter().take_while(|&&t| t == tok).count();
+                if run < need {
+                    return Err(format!("{what} {k} needs {need} pad tokens but the prompt has a run of {run}"));
+                }
+                spans.push(VisionSpan { video, index: k, start: i, len: need, fingerprint: item.fingerprint() });
+                i += need;
+                k += 1;
+            }
+            if k != items.len() {
+                return Err(format!("{} {what}(s) given but the prompt has pad tokens for {k}", items.len()));
+            }
+        }
+        spans.sort_by_key(|s| s.start);
+        Ok(spans)
+    }
+
+    /// M-RoPE positions of the whole prompt.
+    pub fn rope_index(&self, input: &ModelInput) -> Result<RopeIndex, String> {
+        let ig: Vec<GridThw> = input.images.iter().map(|v| v.grid).collect();
+        let vg: Vec<GridThw> = input.videos.iter().map(|v| v.grid).collect();
+        get_rope_index(&self.cfg, &input.ids, &ig, &vg, &input.second_per_grid_ts, self.video_time)
+    }
+
+    /// Run the vision tower over some items (one batch), returning `[tokens, hidden]`.
+    pub fn encode_vision(&self, items: &[&VisionInput]) -> Result<Tensor<B, 2>, String> {
+        let dim = self.cfg.vision.patch_dim();
+        let mut pixels = Vec::new();
+        let mut grids = Vec::new();
+        for it in items {
+            if it.pixel_values.len() != it.grid.patches() * dim {
+                return Err(format!("pixel values hold {} floats, grid {:?} needs {}", it.pixel_values.len(), it.grid, it.grid.patches() * dim));
+            }
+            pixels.extend_from_slice(&it.pixel_values);
+            grids.push(it.grid);
+        }
+        let n = pixels.len() / dim;
+        let t = tensor::<B, 2>(pixels, [n, dim], &self.device, self.dtype);
+        self.weights.visual.forward(&self.cfg.vision, t, &grids)
+    }
+
+    /// Embeddings of `input.ids[start..]` with vision features in their pad positions; the
+    /// images/videos wholly before `start` are not encoded (they are in the cache).
+    pub fn embed_suffix(&self, input: &ModelInput, spans: &[VisionSpan], start: usize) -> Result<Tensor<B, 2>, String> {
+        let ids = &input.ids[start..];
+        let len = ids.len();
+        let idt: Vec<usize> = ids.iter().map(|&t| t as usize).collect();
+        if let Some(&bad) = idt.iter().find(|&&t| t >= self.cfg.text.vocab_size) {
+            return Err(format!("token id {bad} is outside the vocabulary ({})", self.cfg.text.vocab_size));
+        }
+        let text = self.weights.model.embed(index_tensor::<B>(&idt, &self.device));
+        let needed: Vec<&VisionSpan> = spans.iter().filter(|s| s.start + s.len > start).collect();
+        if let Some(s) = needed.iter().find(|s| s.start < start) {
+            return Err(format!("the cached prefix ends inside an image or video (tokens {}..{})", s.start, s.start + s.len));
+        }
+        if needed.is_empty() {
+            return Ok(text);
+        }
+        let mut parts = vec![text];
+        let mut select: Vec<usize> = (0..len).collect();
+        let mut offset = len;
+        for video in [false, true] {
+            let items: Vec<&VisionSpan> = needed.iter().copied().filter(|s| s.video == video).collect();
+            if items.is_empty() {
+                continue;
+            }
+            let src = if video { &input.videos } else { &input.images };
+            let feats = self.encode_vision(&items.iter().map(|s| &src[s.index]).collect::<Vec<_>>())?;
+            for s in &items {
+                for k in 0..s.len {
+                    select[s.start - start + k] = offset + k;
+                }
+                offset += s.len;
+            }
+            parts.push(feats.cast(self.dtype));
+        }
+        Ok(Tensor::cat(parts, 0).select(0, index_tensor::<B>(&select, &self.device)))
+    }
+
+    /// Prefill `input.ids[cache.len..]` on top of `cache` (whose contents must be the prompt's
+    /// first `cache.len` tokens). Returns the logits and the prompt's rope delta.
+    pub fn prefill(&self, input: &ModelInput, cache: &mut KvCache<B>, all_logits: bool, collect_hidden: bool) -> Result<(ForwardOutput, i64), String> {
+        let start = cache.len;
+        if start >= input.ids.len() {
+            return Err(format!("nothing to prefill: the cache holds {start} of {} tokens", input.ids.len()));
+        }
+        let spans = self.vision_spans(input)?;
+        let rope = self.rope_index(input)?;
+        let x = self.embed_suffix(input, &spans, start)?;
+        let positions = [rope.positions[0][start..].to_vec(), rope.positions[1][start..].to_vec(), rope.positions[2][start..].to_vec()];
+        let out = self.forward_embeds(x, &positions, cache, all_logits, collect_hidden);
+        Ok((out, rope.delta))
+    }
+
+    /// Feed one token at the next position (`cache.len + delta`) and return its logits.
+    pub fn decode_step(&self, token: u32, delta: i64, cache: &mut KvCache<B>) -> Result<Vec<f32>, String> {
+        if token as usize >= self.cfg.text.vocab_size {
+            return Err(format!("token id {token} is outside the vocabulary ({})", self.cfg.text.vocab_size));
+        }
+        let x = self.weights.model.embed(index_tensor::<B>(&[token as usize], &self.device));
+        let p = cache.len as i64 + delta;
+        let positions = [vec![p], vec![p], vec![p]];
+        Ok(self.forward_embeds(x, &positions, cache, false, false).logits)
+    }
+
+    /// The decoder over given embeddings and positions.
+    pub fn forward_embeds(&self, x: Tensor<B, 2>, positions: &[Vec<i64>; 3], cache: &mut KvCache<B>, all_logits: bool, collect_hidden: bool) -> ForwardOutput {
+        let tc = &self.cfg.text;
+        let [len, _] = x.dims();
+        let hd = tc.head_dim();
+        let (cos, sin) = text_cos_sin(tc, positions);
+        let cos = tensor::<B, 3>(cos, [len, 1, hd], &self.device, DType::F32);
+        let sin = tensor::<B, 3>(sin, [len, 1, hd], &self.device, DType::F32);
+        let x = x.cast(self.dtype);
+        let embeds = if collect_hidden { Some(x.clone()) } else { None };
+        let (out, layers) = self.weights.model.forward(tc, x, &cos, &sin, cache, collect_hidden);
+        let rows = if all_logits { len } else { 1 };
+        let last = if all_logits { out.clone() } else { out.clone().narrow(0, len - 1, 1) };
+        let logits = match &self.weights.lm_head {
+            Some(h) => h.forward(last),
+            None => last.matmul(self.weights.model.embed_tokens.weight.val().transpose()),
+        };
+        let mut hidden = Vec::new();
+        if let Some(e) = embeds {
+            hidden.push(to_vec(e));
+            for h in layers {
+                hidden.push(to_vec(h));
+            }
+        }
+        ForwardOutput { logits: to_vec(logits), rows, hidden }
+    }
+}

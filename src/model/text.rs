@@ -1,0 +1,167 @@
+//! The Qwen2 language model of Qwen2.5-VL: token embedding, decoder layers (GQA attention with
+//! q/k/v biases and multimodal rotary, RMSNorm, SwiGLU), the final norm, and a tied or separate
+//! `lm_head`; plus the per-layer KV cache used for incremental decoding and prefix reuse.
+
+use super::config::TextConfig;
+use super::layers::{apply_rotary, linear, softmax_f32, Mlp, RmsNorm};
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+#[derive(Module, Debug)]
+pub struct SelfAttention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    pub self_attn: SelfAttention<B>,
+    pub mlp: Mlp<B>,
+    pub input_layernorm: RmsNorm<B>,
+    pub post_attention_layernorm: RmsNorm<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct TextModel<B: Backend> {
+    pub embed_tokens: Embedding<B>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+}
+
+/// Keys and values of every layer, `[kv_heads, len, head_dim]` each.
+#[derive(Clone, Debug)]
+pub struct KvCache<B: Backend> {
+    pub layers: Vec<Option<(Tensor<B, 3>, Tensor<B, 3>)>>,
+    pub len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(layers: usize) -> Self {
+        KvCache { layers: vec![None; layers], len: 0 }
+    }
+
+    /// Keep only the first `len` positions.
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        for l in self.layers.iter_mut() {
+            *l = if len == 0 { None } else { l.take().map(|(k, v)| (k.narrow(1, 0, len), v.narrow(1, 0, len))) };
+        }
+        self.len = len;
+    }
+}
+
+impl<B: Backend> TextModel<B> {
+    pub fn new(tc: &TextConfig, device: &B::Device) -> Self {
+        let (d, hd) = (tc.hidden_size, tc.head_dim());
+        let kv = tc.num_key_value_heads * hd;
+        TextModel {
+            embed_tokens: EmbeddingConfig::new(tc.vocab_size, d).init(device),
+            layers: (0..tc.num_hidden_layers)
+                .map(|_| DecoderLayer {
+                    self_attn: SelfAttention {
+                        q_proj: linear(d, tc.num_attention_heads * hd, true, device),
+                        k_proj: linear(d, kv, true, device),
+                        v_proj: linear(d, kv, true, device),
+                        o_proj: linear(tc.num_attention_heads * hd, d, false, device),
+                    },
+                    mlp: Mlp::new(d, tc.intermediate_size, false, device),
+                    input_layernorm: RmsNorm::new(d, device),
+                    post_attention_layernorm: RmsNorm::new(d, device),
+                })
+                .collect(),
+            norm: RmsNorm::new(d, device),
+        }
+    }
+
+    /// Embedding rows for token ids, `[len, hidden]`.
+    pub fn embed(&self, ids: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        self.embed_tokens.weight.val().select(0, ids)
+    }
+
+    /// Run the decoder over `x` (`[len, hidden]`, positions after `cache.len`), appending to the
+    /// cache. `cos`/`sin` are `[len, 1, head_dim]`. Returns the normed hidden states and, when
+    /// `collect` is set, every layer's output followed by the final normed output.
+    pub fn forward(
+        &self,
+        tc: &TextConfig,
+        mut x: Tensor<B, 2>,
+        cos: &Tensor<B, 3>,
+        sin: &Tensor<B, 3>,
+        cache: &mut KvCache<B>,
+        collect: bool,
+    ) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
+        let [len, _] = x.dims();
+        let past = cache.len;
+        let mask = if len > 1 { Some(causal_mask::<B>(len, past, &x.device(), x.dtype())) } else { None };
+        let mut hidden = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_layernorm.forward(x.clone(), tc.rms_norm_eps);
+            let h = layer.self_attn.forward(tc, h, cos, sin, &mut cache.layers[i], mask.as_ref());
+            x = x.add(h);
+            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps));
+            x = x.add(h);
+            if collect {
+                hidden.push(x.clone());
+            }
+        }
+        cache.len = past + len;
+        let out = self.norm.forward(x, tc.rms_norm_eps);
+        if collect {
+            hidden.push(out.clone());
+        }
+        (out, hidden)
+    }
+}
+
+/// Additive causal mask `[1, len, past + len]` (0 or -inf).
+fn causal_mask<B: Backend>(len: usize, past: usize, device: &B::Device, dtype: burn::tensor::DType) -> Tensor<B, 3> {
+    let total = past + len;
+    let mut m = vec![0f32; len * total];
+    for i in 0..len {
+        for j in past + i + 1..total {
+            m[i * total + j] = f32::NEG_INFINITY;
+        }
+    }
+    super::layers::tensor(m, [1, len, total], device, dtype)
+}
+
+impl<B: Backend> SelfAttention<B> {
+    fn forward(
+        &self,
+        tc: &TextConfig,
+        x: Tensor<B, 2>,
+        cos: &Tensor<B, 3>,
+        sin: &Tensor<B, 3>,
+        cache: &mut Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+        mask: Option<&Tensor<B, 3>>,
+    ) -> Tensor<B, 2> {
+        let [len, _] = x.dims();
+        let (h, kvh, hd) = (tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim());
+        let rep = h / kvh;
+        let q = apply_rotary(self.q_proj.forward(x.clone()).reshape([len, h, hd]), cos, sin).swap_dims(0, 1);
+        let k = apply_rotary(self.k_proj.forward(x.clone()).reshape([len, kvh, hd]), cos, sin).swap_dims(0, 1);
+        let v = self.v_proj.forward(x).reshape([len, kvh, hd]).swap_dims(0, 1);
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let total = k.dims()[1];
+        // Group query heads by their KV head: [kvh, rep*len, hd] against [kvh, total, hd].
+        let qg = q.reshape([kvh, rep * len, hd]);
+        let scores = qg.matmul(k.swap_dims(1, 2)).mul_scalar((hd as f64).powf(-0.5)).reshape([h, len, total]);
+        let scores = match mask {
+            Some(m) => scores.add(m.clone()),
+            None => scores,
+        };
+        let p = softmax_f32(scores).reshape([kvh, rep * len, total]);
+        let o = p.matmul(v).reshape([h, len, hd]).swap_dims(0, 1).reshape([len, h * hd]);
+        self.o_proj.forward(o)
+    }
+}

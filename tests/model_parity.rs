@@ -303,6 +303,11 @@ fn sampling_is_seeded_and_n_samples_share_one_prefill() {
     for (i, c) in a.iter().enumerate() {
         assert_eq!(streamed[i], c.token_ids, "streamed tokens are the completion");
     }
+    let mut text = String::new();
+    let g = Session::new(&m)
+        .generate(&m, Some(&tok), &input, &SamplingParams { max_new_tokens: 16, ..Default::default() }, &mut |e| text.push_str(e.text_delta), None)
+        .unwrap();
+    assert_eq!(text, g[0].text, "streamed text is the completion's text");
     let mut s2 = Session::new(&m);
     let b = s2.generate(&m, Some(&tok), &input, &params, &mut |_| {}, None).unwrap();
     assert_eq!(a.iter().map(|c| &c.token_ids).collect::<Vec<_>>(), b.iter().map(|c| &c.token_ids).collect::<Vec<_>>());
@@ -323,9 +328,13 @@ fn sampling_is_seeded_and_n_samples_share_one_prefill() {
     let stop: String = text[stop_at..].chars().take(2).collect();
     if !stop.trim().is_empty() {
         let st = SamplingParams { max_new_tokens: 16, stop_strings: vec![stop.clone()], ..Default::default() };
-        let r = Session::new(&m).generate(&m, Some(&tok), &input, &st, &mut |_| {}, None).unwrap();
+        let mut streamed = String::new();
+        let r = Session::new(&m).generate(&m, Some(&tok), &input, &st, &mut |e| streamed.push_str(e.text_delta), None).unwrap();
         assert_eq!(r[0].finish, sightline::model::generate::FinishReason::Stop(stop.clone()));
         assert!(!r[0].text.contains(&stop));
+        assert_eq!(streamed, r[0].text, "the stop string is never streamed");
+    } else {
+        panic!("the fixture's greedy text gave no usable stop string: {text:?}");
     }
 }
 

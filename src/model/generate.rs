@@ -290,7 +290,10 @@ fn run_sample<B: Backend>(
 ) -> Result<Completion, String> {
     let mut ids: Vec<u32> = Vec::new();
     let mut step_logits = Vec::new();
-    let mut emitted = String::new();
+    // `sent`: text already streamed. While stop strings are set, the last (longest stop − 1)
+    // bytes are held back so a stop string is never streamed.
+    let mut sent = String::new();
+    let hold = params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(1).saturating_sub(1);
     let mut finish = FinishReason::Length;
     let mut stop_cut: Option<usize> = None;
     while ids.len() < params.max_new_tokens {
@@ -303,25 +306,42 @@ fn run_sample<B: Backend>(
         }
         let tok = sample(&logits, params, rng) as u32;
         ids.push(tok);
+        let mut done = false;
+        if params.eos_token_ids.contains(&tok) {
+            finish = FinishReason::Eos;
+            done = true;
+        }
         let mut delta_text = String::new();
         if let Some(t) = tokenizer {
             let text = t.decode(&ids, true)?;
-            if !text.ends_with('\u{FFFD}') && text.len() >= emitted.len() && text.starts_with(emitted.as_str()) {
-                delta_text = text[emitted.len()..].to_string();
-                emitted = text;
+            if !done {
+                if let Some((s, pos)) = params.stop_strings.iter().filter_map(|s| text.find(s.as_str()).map(|p| (s, p))).min_by_key(|x| x.1) {
+                    finish = FinishReason::Stop(s.clone());
+                    stop_cut = Some(pos);
+                    done = true;
+                }
+            }
+            if ids.len() >= params.max_new_tokens {
+                done = true;
+            }
+            let complete = !text.ends_with('\u{FFFD}') || done;
+            if complete && text.starts_with(sent.as_str()) {
+                let mut limit = match stop_cut {
+                    Some(p) => p,
+                    None if done => text.len(),
+                    None => text.len().saturating_sub(hold),
+                };
+                while limit > sent.len() && !text.is_char_boundary(limit) {
+                    limit -= 1;
+                }
+                if limit > sent.len() {
+                    delta_text = text[sent.len()..limit].to_string();
+                    sent.push_str(&delta_text);
+                }
             }
         }
         on_token(TokenEvent { sample: sample_index, token: tok, text_delta: &delta_text });
-        if params.eos_token_ids.contains(&tok) {
-            finish = FinishReason::Eos;
-            break;
-        }
-        if let Some((s, pos)) = params.stop_strings.iter().filter_map(|s| emitted.find(s.as_str()).map(|p| (s, p))).min_by_key(|x| x.1) {
-            finish = FinishReason::Stop(s.clone());
-            stop_cut = Some(pos);
-            break;
-        }
-        if ids.len() >= params.max_new_tokens {
+        if done || ids.len() >= params.max_new_tokens {
             break;
         }
         logits = model.decode_step(tok, delta, cache)?;

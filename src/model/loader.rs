@@ -106,7 +106,9 @@ fn remapper() -> KeyRemapper {
 /// Load weights from safetensors files into a fresh module tree for `cfg`.
 pub fn load_weights<B: Backend>(cfg: &Qwen25VlConfig, files: &[PathBuf], device: &B::Device, dtype: DType) -> Result<Qwen25VlWeights<B>, LoadError> {
     let mut weights = Qwen25VlWeights::<B>::new(cfg, device);
-    let expected: BTreeSet<String> = weights.collect(None, None, false).iter().map(|s| s.full_path()).collect();
+    // The module's tensor paths, from the first apply (collecting them up front would materialise
+    // every lazily initialised parameter).
+    let mut expected: Option<BTreeSet<String>> = None;
     let mut applied = BTreeSet::new();
     let mut problems = Vec::new();
     for f in files {
@@ -131,8 +133,12 @@ pub fn load_weights<B: Backend>(cfg: &Qwen25VlConfig, files: &[PathBuf], device:
             }
             problems.push(format!("{}: unexpected tensor `{u}` (after key remapping)", f.display()));
         }
+        if expected.is_none() {
+            expected = Some(res.applied.iter().cloned().chain(res.missing.iter().map(|m| m.0.clone())).collect());
+        }
         applied.extend(res.applied.iter().cloned());
     }
+    let expected = expected.unwrap_or_default();
     let missing: Vec<&String> = expected.iter().filter(|p| !applied.contains(*p)).collect();
     if !missing.is_empty() {
         let shown: Vec<&str> = missing.iter().take(8).map(|s| s.as_str()).collect();

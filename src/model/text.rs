@@ -7,6 +7,8 @@ use super::layers::{apply_rotary, linear, softmax_f32, Mlp, RmsNorm};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor};
 
 #[derive(Module, Debug)]
@@ -98,11 +100,10 @@ impl<B: Backend> TextModel<B> {
     ) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
         let [len, _] = x.dims();
         let past = cache.len;
-        let mask = if len > 1 { Some(causal_mask::<B>(len, past, &x.device(), x.dtype())) } else { None };
         let mut hidden = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_layernorm.forward(x.clone(), tc.rms_norm_eps);
-            let h = layer.self_attn.forward(tc, h, cos, sin, &mut cache.layers[i], mask.as_ref());
+            let h = layer.self_attn.forward(tc, h, cos, sin, &mut cache.layers[i]);
             x = x.add(h);
             let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps));
             x = x.add(h);
@@ -119,18 +120,6 @@ impl<B: Backend> TextModel<B> {
     }
 }
 
-/// Additive causal mask `[1, len, past + len]` (0 or -inf).
-fn causal_mask<B: Backend>(len: usize, past: usize, device: &B::Device, dtype: burn::tensor::DType) -> Tensor<B, 3> {
-    let total = past + len;
-    let mut m = vec![0f32; len * total];
-    for i in 0..len {
-        for j in past + i + 1..total {
-            m[i * total + j] = f32::NEG_INFINITY;
-        }
-    }
-    super::layers::tensor(m, [1, len, total], device, dtype)
-}
-
 impl<B: Backend> SelfAttention<B> {
     fn forward(
         &self,
@@ -139,7 +128,6 @@ impl<B: Backend> SelfAttention<B> {
         cos: &Tensor<B, 3>,
         sin: &Tensor<B, 3>,
         cache: &mut Option<(Tensor<B, 3>, Tensor<B, 3>)>,
-        mask: Option<&Tensor<B, 3>>,
     ) -> Tensor<B, 2> {
         let [len, _] = x.dims();
         let (h, kvh, hd) = (tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim());
@@ -153,15 +141,21 @@ impl<B: Backend> SelfAttention<B> {
         };
         *cache = Some((k.clone(), v.clone()));
         let total = k.dims()[1];
-        // Group query heads by their KV head: [kvh, rep*len, hd] against [kvh, total, hd].
-        let qg = q.reshape([kvh, rep * len, hd]);
-        let scores = qg.matmul(k.swap_dims(1, 2)).mul_scalar((hd as f64).powf(-0.5)).reshape([h, len, total]);
-        let scores = match mask {
-            Some(m) => scores.add(m.clone()),
-            None => scores,
+        let scale = (hd as f64).powf(-0.5);
+        let o = if len == 1 {
+            // Decoding: query heads grouped by their KV head, [kvh, rep, hd] against [kvh, total, hd]
+            // (faster than the fused kernel for one query row).
+            let qg = q.reshape([kvh, rep, hd]);
+            let p = softmax_f32(qg.matmul(k.swap_dims(1, 2)).mul_scalar(scale));
+            p.matmul(v).reshape([1, h * hd])
+        } else {
+            // Prefill: fused scaled-dot-product attention with bottom-right causal masking (query i
+            // sees keys up to past + i); KV heads repeated for grouped-query attention.
+            let expand = |t: Tensor<B, 3>| t.unsqueeze_dim::<4>(1).expand([kvh, rep, total, hd]).reshape([1, h, total, hd]);
+            let opts = AttentionModuleOptions { scale: Some(scale), softcap: None, is_causal: true };
+            let o = attention(q.unsqueeze_dim::<4>(0), expand(k), expand(v), None, None, opts);
+            o.reshape([h, len, hd]).swap_dims(0, 1).reshape([len, h * hd])
         };
-        let p = softmax_f32(scores).reshape([kvh, rep * len, total]);
-        let o = p.matmul(v).reshape([h, len, hd]).swap_dims(0, 1).reshape([len, h * hd]);
         self.o_proj.forward(o)
     }
 }

@@ -4,11 +4,13 @@
 //! Field names mirror the checkpoint keys (`visual.blocks.N.attn.qkv`, `visual.merger.mlp.0`, …).
 
 use super::config::VisionConfig;
-use super::layers::{apply_rotary, index_tensor, linear, softmax_f32, tensor, Mlp, RmsNorm};
+use super::layers::{apply_rotary, index_tensor, linear, tensor, Mlp, RmsNorm};
 use super::rope::{frame_seqlens, vision_cos_sin, vision_pos_ids, window_index, GridThw};
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear};
 use burn::tensor::activation;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -158,8 +160,8 @@ impl<B: Backend> VisionAttention<B> {
             let (start, count) = (cu[i], j - i);
             let take = |t: &Tensor<B, 3>| t.clone().narrow(0, start, count * len).reshape([count, len, heads, hd]).swap_dims(1, 2);
             let (qs, ks, vs) = (take(&q), take(&k), take(&v));
-            let scores = qs.matmul(ks.swap_dims(2, 3)).mul_scalar(scale);
-            let o = softmax_f32(scores).matmul(vs).swap_dims(1, 2).reshape([count * len, d]);
+            let opts = AttentionModuleOptions { scale: Some(scale), softcap: None, is_causal: false };
+            let o = attention(qs, ks, vs, None, None, opts).swap_dims(1, 2).reshape([count * len, d]);
             outs.push(o);
             i = j;
         }

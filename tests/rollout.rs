@@ -401,3 +401,74 @@ fn replay_detects_a_tampered_observation() {
     let rep = rollout::replay(&t, &dir).unwrap();
     assert!(rep.mismatches[0].contains("stored 10×10"), "{:?}", rep.mismatches);
 }
+
+// ---------------------------------------------------------------- the command line
+
+fn sightline(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sightline")).args(args).output().unwrap()
+}
+
+#[test]
+fn cli_run_writes_trajectories_and_replay_checks_them() {
+    let out = tempfile::tempdir().unwrap();
+    let model = fix().join("tiny_tied");
+    let img = fix().join("images/image_b.png");
+    let o = sightline(&[
+        "run", "--model", model.to_str().unwrap(), "--image", img.to_str().unwrap(), "--question", "How many?",
+        "--question-type", "numerical", "--ground-truth", "3", "--profile", "rl", "--n", "2", "--device", "cpu",
+        "--temperature", "0", "--max-new-tokens", "5", "--out", out.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("trajectory 0: 1 turn(s), finish length") && stdout.contains("trajectory 1:"), "{stdout}");
+    assert!(stdout.contains("pass@2: 0.0000"), "{stdout}");
+    assert!(out.path().join("sample-1/trajectory.json").is_file());
+    // Replay over the run folder (a folder of trajectory folders): no observations, no mismatches.
+    let o = sightline(&["replay", out.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("2 trajectory(ies)"));
+    // A demo trajectory as --sample, and a record of a dataset file.
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let o = sightline(&[
+        "run", "--model", model.to_str().unwrap(), "--sample", demo.join("trajectories/count-000000").to_str().unwrap(),
+        "--device", "cpu", "--max-new-tokens", "3", "--out", out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.path().join("count-000000-0/trajectory.json").is_file());
+    let o = sightline(&["run", "--model", model.to_str().unwrap(), "--sample", demo.join("rl_count.jsonl").to_str().unwrap(), "--device", "cpu", "--max-new-tokens", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--record"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = sightline(&[
+        "run", "--model", model.to_str().unwrap(), "--sample", demo.join("rl_count.jsonl").to_str().unwrap(), "--record", "2",
+        "--device", "cpu", "--max-new-tokens", "3", "--out", out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    // Bad model folder: exit 2, the folder named.
+    let o = sightline(&["run", "--model", "/nonexistent-model", "--image", img.to_str().unwrap(), "--question", "Q", "--question-type", "numerical", "--device", "cpu"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent-model"));
+}
+
+#[test]
+fn cli_replay_of_the_demo_workspace_passes_and_a_tampered_copy_fails() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let o = sightline(&["replay", demo.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("225 trajectory(ies)"), "{}", String::from_utf8_lossy(&o.stdout));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("trajectories/count-000001");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(demo.join("trajectories/count-000001/trajectory.json"), dir.join("trajectory.json")).unwrap();
+    let pool = tmp.path().join("images/count-000001");
+    std::fs::create_dir_all(&pool).unwrap();
+    for e in std::fs::read_dir(demo.join("images/count-000001")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, pool.join(p.file_name().unwrap())).unwrap();
+    }
+    let mut img = image::open(pool.join("image-2.png")).unwrap().to_rgb8();
+    img.put_pixel(5, 5, image::Rgb([0, 255, 0]));
+    img.save(pool.join("image-2.png")).unwrap();
+    let o = sightline(&["replay", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("image 2: 1 pixel(s) differ"), "{}", String::from_utf8_lossy(&o.stdout));
+}

@@ -165,3 +165,56 @@ impl Responder for ModelResponder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::prompts::{render_chat, ContentItem, Message, IMAGE_TRIPLE};
+
+    fn fixture() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen25vl/tiny_tied")
+    }
+
+    #[test]
+    fn each_turn_prefills_only_its_new_tokens_and_each_image_once() {
+        let mut r = ModelResponder::new(fixture(), "cpu".into());
+        r.prepare(&mut |_| {}).unwrap();
+        let img = RgbImage::from_fn(56, 84, |x, y| image::Rgb([(x * 4) as u8, (y * 3) as u8, 90]));
+        let prompt = render_chat(&[Message { role: "user".into(), content: vec![ContentItem::Image, ContentItem::text("Where?")] }], true);
+        let stop = AtomicBool::new(false);
+        r.begin(0, &prompt, std::slice::from_ref(&img), &mut |_| {}).unwrap();
+        let g1 = r.generate(4, 0.0, 1.0, 0, &mut |_| {}, &stop).unwrap();
+        let Some(Backends::Cpu(l)) = r.loaded.as_ref() else { panic!("cpu") };
+        let first_len = l.ids.len();
+        assert_eq!((l.session.reused_tokens, l.session.prefilled_tokens), (0, first_len));
+        r.accept_generated().unwrap();
+        let obs = format!("<|im_end|>\n<|im_start|>user\n{IMAGE_TRIPLE}\nNext.<|im_end|>\n<|im_start|>assistant\n");
+        r.append(&obs, std::slice::from_ref(&img), &mut |_| {}).unwrap();
+        let g2 = r.generate(4, 0.0, 1.0, 0, &mut |_| {}, &stop).unwrap();
+        let Some(Backends::Cpu(l)) = r.loaded.as_ref() else { panic!("cpu") };
+        // Everything up to the last fed generated token is reused: the first image is not encoded again.
+        let fed = g1.tokens - 1;
+        assert_eq!(l.session.reused_tokens, first_len + fed);
+        assert_eq!(l.session.reused_tokens + l.session.prefilled_tokens, l.ids.len());
+        assert_eq!(l.images.len(), 2);
+        assert_eq!(g2.tokens, 4);
+        // The same conversation from scratch (a fresh session) generates the same tokens.
+        let ids = l.ids.clone();
+        let mut fresh = ModelResponder::new(fixture(), "cpu".into());
+        fresh.prepare(&mut |_| {}).unwrap();
+        fresh.begin(0, &prompt, std::slice::from_ref(&img), &mut |_| {}).unwrap();
+        let _ = fresh.generate(4, 0.0, 1.0, 0, &mut |_| {}, &stop).unwrap();
+        fresh.accept_generated().unwrap();
+        fresh.append(&obs, std::slice::from_ref(&img), &mut |_| {}).unwrap();
+        let Some(Backends::Cpu(f)) = fresh.loaded.as_mut() else { panic!("cpu") };
+        assert_eq!(f.ids, ids);
+        f.session.reset();
+        let g3 = fresh.generate(4, 0.0, 1.0, 0, &mut |_| {}, &stop).unwrap();
+        assert_eq!(g3.text, g2.text, "prefix reuse changes nothing");
+        // A second trajectory on the same prompt reuses the first prompt (images included).
+        r.begin(1, &prompt, std::slice::from_ref(&img), &mut |_| {}).unwrap();
+        let _ = r.generate(2, 0.0, 1.0, 0, &mut |_| {}, &stop).unwrap();
+        let Some(Backends::Cpu(l)) = r.loaded.as_ref() else { panic!("cpu") };
+        assert_eq!(l.session.reused_tokens, first_len - 1);
+    }
+}

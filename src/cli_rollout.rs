@@ -18,6 +18,21 @@ pub enum RunProfileArg {
     Rl,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProtocolChoice {
+    Vilasr,
+    Vilavt,
+}
+
+impl From<ProtocolChoice> for Protocol {
+    fn from(p: ProtocolChoice) -> Self {
+        match p {
+            ProtocolChoice::Vilasr => Protocol::Vilasr,
+            ProtocolChoice::Vilavt => Protocol::Vilavt,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Checkpoint folder (config.json, safetensors, tokenizer.json).
@@ -43,6 +58,12 @@ pub struct RunArgs {
     pub options: Vec<String>,
     #[arg(long, default_value = "vqa")]
     pub data_type: String,
+    /// Protocol of an ad-hoc sample or sample JSON (trajectories and datasets say theirs).
+    #[arg(long, value_enum, default_value_t = ProtocolChoice::Vilasr)]
+    pub protocol: ProtocolChoice,
+    /// ViLaVT image budget (the record's `max_pixels`; default 200,704).
+    #[arg(long)]
+    pub max_pixels: Option<f64>,
     #[arg(long)]
     pub ground_truth: Option<String>,
     #[arg(long, value_enum, default_value_t = RunProfileArg::Eval)]
@@ -74,7 +95,7 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
-fn load_sample(a: &RunArgs) -> Result<(Sample, PathBuf)> {
+fn load_sample(a: &RunArgs) -> Result<(Sample, PathBuf, Protocol)> {
     if let Some(p) = &a.sample {
         let file = if p.is_dir() { p.join(trajectory::TRAJECTORY_FILE) } else { p.clone() };
         let base = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
@@ -84,21 +105,15 @@ fn load_sample(a: &RunArgs) -> Result<(Sample, PathBuf)> {
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
                 if v.get("format_version").is_some() {
                     let t = Trajectory::from_json(&text, &file.display().to_string()).map_err(|e| anyhow!("{e}"))?;
-                    if t.protocol != Protocol::Vilasr {
-                        bail!("{}: a {} trajectory; live rollouts are ViLaSR only so far", file.display(), t.protocol);
-                    }
-                    return Ok((t.sample, base));
+                    return Ok((t.sample, base, t.protocol));
                 }
                 if v.get("question").is_some() && v.get("media").is_some() {
                     let s: Sample = serde_json::from_value(v).map_err(|e| anyhow!("{}: not a Sightline sample: {e}", file.display()))?;
-                    return Ok((s, base));
+                    return Ok((s, base, a.protocol.into()));
                 }
             }
         }
         let index = DatasetIndex::open(&file).map_err(|e| anyhow!("{e}"))?;
-        if index.format.protocol() != Protocol::Vilasr {
-            bail!("{}: a {} dataset ({}); live rollouts are ViLaSR only so far", file.display(), index.format.protocol(), index.format);
-        }
         let n = match (a.record, index.len()) {
             (Some(r), len) if r < len => r,
             (Some(r), len) => bail!("{}: record {r} does not exist ({len} records)", file.display()),
@@ -106,7 +121,7 @@ fn load_sample(a: &RunArgs) -> Result<(Sample, PathBuf)> {
             (None, len) => bail!("{}: {len} records; choose one with --record N", file.display()),
         };
         let s = index.record(n).and_then(|r| r.to_sample()).map_err(|e| anyhow!("{e}"))?;
-        return Ok((s, index.root.clone()));
+        return Ok((s, index.root.clone(), index.format.protocol()));
     }
     let question = a.question.clone().ok_or_else(|| anyhow!("give --sample FILE, or --image … --question TEXT --question-type T"))?;
     if a.images.is_empty() {
@@ -125,12 +140,12 @@ fn load_sample(a: &RunArgs) -> Result<(Sample, PathBuf)> {
         media: Media::Images { images },
         ..Default::default()
     };
-    Ok((s, cwd))
+    Ok((s, cwd, a.protocol.into()))
 }
 
 /// `sightline run`.
 pub fn run(a: &RunArgs) -> Result<i32> {
-    let (sample, base) = load_sample(a)?;
+    let (sample, base, protocol) = load_sample(a)?;
     let cfg = RolloutConfig {
         model_dir: a.model.clone(),
         device: a.device.clone(),
@@ -146,6 +161,8 @@ pub fn run(a: &RunArgs) -> Result<i32> {
         out_dir: Some(a.out.clone()),
         max_turns: a.max_turns,
         max_total_tokens: None,
+        protocol,
+        vilavt_max_pixels: a.max_pixels,
     };
     eprintln!("sightline run: sample {:?}, {} trajectory(ies), profile {}", sample.id, a.n, cfg.profile.name());
     let h = rollout::start(sample, base, cfg, Box::new(|| {}));

@@ -472,3 +472,63 @@ fn cli_replay_of_the_demo_workspace_passes_and_a_tampered_copy_fails() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("image 2: 1 pixel(s) differ"), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+// ---------------------------------------------------------------- ViLaVT
+
+fn vilavt_config(out: &Path) -> RolloutConfig {
+    let mut c = config(out);
+    c.protocol = sightline::core::trajectory::Protocol::Vilavt;
+    c.max_new_tokens = None;
+    c
+}
+
+const TOOL: &str = "<think>Look closer.</think> <tool>{\"region\": [{\"index\": 0, \"bbox_2d\": [14, 14, 154, 98]}], \"query\": \"what colour is it?\"}</tool>";
+
+#[test]
+fn vilavt_zooms_into_regions_and_answers() {
+    let out = tempfile::tempdir().unwrap();
+    let ev = scripted(sample(Some("B")), vilavt_config(out.path()), vec![vec![TOOL, ANSWER_B]]);
+    assert!(failures(&ev).is_empty(), "{:?}", failures(&ev));
+    assert!(ev.iter().any(|e| matches!(e, RolloutEvent::Status(s) if s.contains("text-conditioned vision encoder is not implemented"))));
+    let kinds: Vec<&str> = ev.iter().map(kind).filter(|k| *k != "status" && *k != "token").collect();
+    assert_eq!(kinds, ["started", "action", "observation", "turn", "turn", "finished", "done"]);
+    let (t, dir) = finished(&ev).remove(0);
+    assert_eq!(t.protocol, sightline::core::trajectory::Protocol::Vilavt);
+    assert_eq!(t.finish_reason, Some(FinishReason::Stop));
+    let a = &t.turns[0].actions[0];
+    assert_eq!((a.index, a.bbox_2d, a.query.as_deref()), (Some(0), Some([14.0, 14.0, 154.0, 98.0]), Some("what colour is it?")));
+    let o = &t.turns[0].observations[0];
+    assert_eq!((o.number, o.drawn_on), (2, 1));
+    let obs = image::open(dir.join(&o.image.path)).unwrap();
+    assert_eq!((obs.width(), obs.height()), (o.image.width.unwrap(), o.image.height.unwrap()));
+    let text = t.turns[0].observation_text.as_ref().unwrap();
+    assert!(text.starts_with("<|im_end|>\n<|im_start|>user\n<tool_response><|vision_start|><|image_pad|><|vision_end|>") && text.ends_with("</tool_response><|im_end|>\n<|im_start|>assistant\n"), "{text}");
+    assert!(text.contains("1"), "the zoom-in is announced with its 0-based number");
+    assert_eq!(t.rewards.as_ref().unwrap().accuracy, 1.0);
+}
+
+#[test]
+fn vilavt_invalid_calls_end_with_zoomin_failed_and_the_model_path_runs() {
+    let out = tempfile::tempdir().unwrap();
+    let bad = TOOL.replace("\"index\": 0", "\"index\": 3");
+    let ev = scripted(sample(Some("B")), vilavt_config(out.path()), vec![vec![&bad]]);
+    let (t, _) = finished(&ev).remove(0);
+    assert_eq!(t.finish_reason, Some(FinishReason::ZoominFailed));
+    assert!(t.turns[0].notes.iter().any(|n| n.contains("Zoom-in failed: Image index 3 out of range")), "{:?}", t.turns[0].notes);
+    let ev = scripted(sample(Some("B")), vilavt_config(out.path()), vec![vec!["<think>no call</think>"]]);
+    assert_eq!(finished(&ev).remove(0).0.finish_reason, Some(FinishReason::ZoominFailed));
+    // The step counter: 2 steps of tool calls end after a tool response (final prompt on the last).
+    let mut two = vilavt_config(out.path());
+    two.max_turns = Some(2);
+    let ev = scripted(sample(Some("B")), two, vec![vec![TOOL, TOOL, ANSWER_B]]);
+    let (t, _) = finished(&ev).remove(0);
+    assert_eq!(t.turns.len(), 2);
+    assert_eq!(t.turns[1].observations[0].number, 3);
+    assert_ne!(t.turns[0].observation_text, t.turns[1].observation_text);
+    // The tiny checkpoint through the ViLaVT loop.
+    let mut m = vilavt_config(out.path());
+    m.max_new_tokens = Some(5);
+    let ev = collect(&rollout::start(sample(Some("B")), fix(), m, Box::new(|| {})));
+    assert!(failures(&ev).is_empty(), "{:?}", failures(&ev));
+    assert_eq!(finished(&ev).remove(0).0.finish_reason, Some(FinishReason::Length));
+}

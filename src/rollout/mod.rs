@@ -11,6 +11,7 @@
 
 mod model_responder;
 mod replay;
+mod vilavt;
 
 pub use model_responder::ModelResponder;
 pub use replay::{replay, ReplayReport};
@@ -80,6 +81,10 @@ pub struct RolloutConfig {
     pub max_turns: Option<usize>,
     /// RL total response-token budget (default 13,312); ignored in eval.
     pub max_total_tokens: Option<usize>,
+    /// ViLaSR (drawing) or ViLaVT (region inquiries); a fork follows its parent's.
+    pub protocol: Protocol,
+    /// ViLaVT image budget of inputs and zoom-ins (the record's `max_pixels`; default 200,704).
+    pub vilavt_max_pixels: Option<f64>,
 }
 
 impl Default for RolloutConfig {
@@ -96,6 +101,8 @@ impl Default for RolloutConfig {
             out_dir: None,
             max_turns: None,
             max_total_tokens: None,
+            protocol: Protocol::Vilasr,
+            vilavt_max_pixels: None,
         }
     }
 }
@@ -480,23 +487,34 @@ fn temp_root() -> PathBuf {
 fn run_job(job: &Job, responder: &mut dyn Responder, em: &Emitter) -> Result<Option<f64>, String> {
     let sample = &job.sample;
     let cfg = &job.config;
-    if sample.extra.get("protocol").and_then(|p| p.as_str()) == Some("vilavt") {
-        return Err(vilavt_unsupported());
-    }
     if cfg.n == 0 {
         return Err("n must be at least 1".into());
+    }
+    let protocol = job.fork.as_ref().map(|(p, _)| p.protocol).unwrap_or(cfg.protocol);
+    if protocol == Protocol::Vilavt {
+        if job.fork.is_some() {
+            return Err("forks of ViLaVT trajectories are not implemented yet (ViLaSR only)".into());
+        }
+        let ctx = vilavt::Context::new(sample, &job.base_dir, cfg)?;
+        return run_all(job, responder, em, &mut |job, responder, k, root| vilavt::run_one(job, responder, em, k, &ctx, root));
     }
     let profile = cfg.profile.core();
     let limits = profile.limits();
     let inputs = load_inputs(sample, &job.base_dir, limits.max_pixels)?;
     let style = prompt_style(sample, cfg.profile)?;
     let first = first_prompt(sample, &inputs, style)?;
-    if let Some((parent, fork)) = &job.fork {
-        if parent.protocol != Protocol::Vilasr {
-            return Err(vilavt_unsupported());
-        }
-        check_fork(parent, fork)?;
+    if let Some((_, fork)) = &job.fork {
+        check_fork(job.fork.as_ref().map(|(p, _)| p).unwrap(), fork)?;
     }
+    run_all(job, responder, em, &mut |job, responder, k, root| run_one(job, responder, em, k, &inputs, &first, root))
+}
+
+type OneRun<'a> = dyn FnMut(&Job, &mut dyn Responder, usize, &Path) -> Result<(Trajectory, Option<PathBuf>), String> + 'a;
+
+/// Load the model, run the n trajectories one after the other, and compute pass@n.
+fn run_all(job: &Job, responder: &mut dyn Responder, em: &Emitter, one: &mut OneRun) -> Result<Option<f64>, String> {
+    let sample = &job.sample;
+    let cfg = &job.config;
     em.send(RolloutEvent::Status("loading model…".into()));
     responder.prepare(&mut |s| em.send(RolloutEvent::Status(s)))?;
     let root = cfg.out_dir.clone().unwrap_or_else(temp_root);
@@ -509,7 +527,7 @@ fn run_job(job: &Job, responder: &mut dyn Responder, em: &Emitter) -> Result<Opt
             break;
         }
         em.send(RolloutEvent::Started { k });
-        match run_one(job, responder, em, k, &inputs, &first, &root) {
+        match one(job, responder, k, &root) {
             Ok((traj, dir)) => {
                 if traj.finish_reason == Some(FinishReason::Cancelled) {
                     all_scored = false;
@@ -529,10 +547,6 @@ fn run_job(job: &Job, responder: &mut dyn Responder, em: &Emitter) -> Result<Opt
         }
     }
     Ok(if all_scored { pass_at_k(scored, passed, cfg.n) } else { None })
-}
-
-fn vilavt_unsupported() -> String {
-    "ViLaVT rollouts are not implemented yet (only ViLaSR drawing rollouts are); the <tool> region loop of protocol §7.3 is missing".into()
 }
 
 fn check_fork(parent: &Trajectory, fork: &ForkSpec) -> Result<(), String> {
@@ -783,20 +797,26 @@ fn run_one(
             }
         }
     }
-    // Save: inputs, then trajectory.json (observations are already written).
+    let saved = save(&lp.traj, &lp.session.images[..lp.n_inputs], &dir)?;
+    Ok((saved, Some(dir)))
+}
+
+/// Save a trajectory whose observations are already under `dir/images/`: the inputs as
+/// `images/input-N.png` (the sample then refers to them), then `trajectory.json`.
+fn save(traj: &Trajectory, inputs: &[RgbImage], dir: &Path) -> Result<Trajectory, String> {
     let mut refs = Vec::new();
-    for (i, img) in lp.session.images.iter().take(lp.n_inputs).enumerate() {
+    for (i, img) in inputs.iter().enumerate() {
         let rel = format!("images/input-{}.png", i + 1);
         write_png(img, &dir.join(&rel)).map_err(|e| e.to_string())?;
         refs.push(ImageRef::with_size(rel, img.width(), img.height()));
     }
-    let mut saved = lp.traj.clone();
+    let mut saved = traj.clone();
     saved.sample.media = match &saved.sample.media {
         Media::Images { .. } => Media::Images { images: refs },
         Media::VideoFrames { video, .. } => Media::VideoFrames { frames: refs, video: video.clone() },
     };
-    saved.save_dir(&dir).map_err(|e| e.to_string())?;
-    Ok((saved, Some(dir)))
+    saved.save_dir(dir).map_err(|e| e.to_string())?;
+    Ok(saved)
 }
 
 #[cfg(test)]

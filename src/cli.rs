@@ -193,6 +193,17 @@ pub enum Command {
     /// images first, then PROMPT, or a HF-style --messages list. Temperature 0 is greedy.
     #[cfg(feature = "model")]
     Generate(GenerateArgs),
+    /// Run the live ViLaSR loop with a checkpoint (generate → parse → draw → observe) on one
+    /// sample: --sample FILE (trajectory.json, sample JSON or dataset file with --record N) or
+    /// --image … --question … --question-type …; writes one trajectory folder per run.
+    #[cfg(feature = "model")]
+    Run(crate::cli_rollout::RunArgs),
+    /// Push recorded trajectories (a trajectory folder, or a workspace of them) through the
+    /// executor again and compare the stored observation images; exit 1 on mismatches.
+    #[cfg(feature = "model")]
+    Replay {
+        path: PathBuf,
+    },
     /// Inspect, validate or convert datasets (LLaMA-Factory, ViLaSR RL, ViLaVT, benchmarks).
     #[command(subcommand)]
     Dataset(crate::cli_dataset::DatasetCommand),
@@ -306,6 +317,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Devices { device }) => devices(&device),
         #[cfg(feature = "model")]
         Some(Command::Generate(args)) => generate(&args),
+        #[cfg(feature = "model")]
+        Some(Command::Run(args)) => crate::cli_rollout::run(&args),
+        #[cfg(feature = "model")]
+        Some(Command::Replay { path }) => crate::cli_rollout::replay(&path),
     }
 }
 

@@ -17,7 +17,11 @@ fn demo() -> PathBuf {
 }
 
 fn harness(open: PathBuf) -> Harness<'static, StudioApp> {
-    let mut h = Harness::builder().with_size([1400.0, 860.0]).build_eframe(move |cc| {
+    harness_with(open, Harness::builder())
+}
+
+fn harness_with(open: PathBuf, builder: egui_kittest::HarnessBuilder<StudioApp>) -> Harness<'static, StudioApp> {
+    let mut h = builder.with_size([1400.0, 860.0]).build_eframe(move |cc| {
         let mut app = StudioApp::new(&cc.egui_ctx, None, StudioOptions { open: Some(open), screenshot: None, fresh: true });
         app.stable_status = true;
         app
@@ -220,4 +224,117 @@ fn video_samples_show_a_frame_scrubber_and_the_last_workspace_is_remembered() {
     assert!(has_label(&h, "Video frames"));
     assert!(has_label(&h, "1 · frame") && has_label(&h, "16 · frame"), "16 frames in the lineage strip");
     assert!(has_label_containing(&h, "frame 1"), "the scrubber shows the current frame");
+}
+
+/// A workspace in a temporary folder holding one demo trajectory (runs are saved into it).
+fn temp_workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = demo().join("trajectories/count-000000");
+    let t = sightline::core::trajectory::Trajectory::load_dir(&src).unwrap();
+    let mut t2 = t.clone();
+    for img in t2.sample.media.images_mut() {
+        img.path = src.join(&img.path).display().to_string();
+    }
+    for turn in &mut t2.turns {
+        for o in &mut turn.observations {
+            o.image.path = src.join(&o.image.path).display().to_string();
+        }
+    }
+    t2.save_dir(&dir.path().join("trajectories/count-000000")).unwrap();
+    dir
+}
+
+fn settle_run(h: &mut Harness<'static, StudioApp>) {
+    let t0 = Instant::now();
+    while h.state().run.is_running() || !h.state().is_idle() {
+        h.step();
+        assert!(t0.elapsed() < Duration::from_secs(120), "the run did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.run_steps(3);
+}
+
+#[test]
+fn a_live_run_with_the_tiny_checkpoint_streams_into_the_viewer_and_is_saved_to_the_workspace() {
+    let ws = temp_workspace();
+    // A random tiny model writes arbitrary text: draw boxes for glyphs the test fonts lack.
+    let mut h = harness_with(ws.path().to_path_buf(), Harness::builder().allow_missing_glyphs());
+    h.get_by_label("Run…").click();
+    h.run_steps(4);
+    assert!(h.state().run.open, "the Run window opened");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen25vl/tiny_tied");
+    {
+        let run = &mut h.state_mut().run;
+        run.model_dir = model.display().to_string();
+        run.device = "cpu".into();
+        run.max_new_tokens = "6".into();
+    }
+    h.get_by_label("Use selected sample").click();
+    h.run_steps(2);
+    assert_eq!(h.state().run.images.len(), 1);
+    assert_eq!(h.state().run.question, "How many brown objects are in the image?");
+    h.get_by_label("Run").click();
+    h.run_steps(2);
+    assert!(h.state().run.is_running() || h.state().run.has_live(), "Run started the engine: {:?}", h.state().run.error);
+    settle_run(&mut h);
+    let st = h.state();
+    assert!(st.run.error.is_none(), "{:?}", st.run.error);
+    assert!(st.view_live, "the viewer switched to the live run");
+    let live = &st.run.live[0];
+    assert!(live.finished, "status {:?}; turns {:?}", st.run.status, live.trajectory.turns);
+    let t = &live.trajectory;
+    assert!(!t.turns.is_empty() && t.finish_reason.is_some(), "{t:?}");
+    assert_eq!(t.turns[0].timings.generated_tokens.map(|n| n <= 6), Some(true), "6-token limit per turn");
+    let dir = live.dir.clone().expect("saved");
+    assert!(dir.starts_with(ws.path().join("runs")), "{}", dir.display());
+    assert!(dir.join("trajectory.json").is_file());
+    assert!(st.run.first_token.is_some(), "tokens streamed");
+    assert!(has_label(&h, "Last run"));
+}
+
+#[test]
+fn a_scripted_run_shows_its_actions_and_observations_and_a_fork_is_compared_with_its_parent() {
+    let ws = temp_workspace();
+    let mut h = harness(ws.path().to_path_buf());
+    let item = h.state().primary.as_ref().and_then(|p| p.item()).cloned().unwrap();
+    let texts: Vec<String> = item.trajectory.turns.iter().map(|t| t.assistant_text.clone()).collect();
+    h.get_by_label("Run on this sample…").click();
+    h.run_steps(2);
+    {
+        let st = h.state_mut();
+        st.run.profile_rl = true;
+        assert_eq!(st.run.ground_truth, "3");
+    }
+    let ctx = h.ctx.clone();
+    let ws_path = ws.path().to_path_buf();
+    h.state_mut().run.start_with(&ctx, Some(&ws_path), Some(Box::new(sightline::rollout::ScriptedResponder::new(vec![texts.clone()]))));
+    settle_run(&mut h);
+    let live = &h.state().run.live[0];
+    assert!(live.finished, "{:?}", h.state().run.error);
+    let r = live.trajectory.rewards.clone().unwrap();
+    assert_eq!((r.format, r.accuracy), (1.0, 1.0), "the teacher's turns replayed live score as recorded");
+    assert!(h.state().view_live);
+    assert!(has_label_containing(&h, "box \"brown object 1\" [66, 173, 108, 215]"));
+    assert!(has_label(&h, "2 <- 1 · step 1"), "the live observation joined the lineage strip");
+
+    // Fork the recorded trajectory at step 2 with an edited answer: parent and fork side by side.
+    h.state_mut().view_live = false;
+    h.run_steps(2);
+    h.key_press(egui::Key::ArrowRight);
+    h.run_steps(2);
+    h.get_by_label("Fork from this step…").click();
+    h.run_steps(2);
+    let edited = texts[1].replace("<answer>3</answer>", "<answer>30</answer>");
+    if let Some(f) = h.state_mut().run.fork.as_mut() {
+        f.3 = edited.clone();
+    }
+    h.state_mut().run.start_with(&ctx, Some(&ws_path), Some(Box::new(sightline::rollout::ScriptedResponder::new(vec![texts]))));
+    settle_run(&mut h);
+    let live = &h.state().run.live[0];
+    let t = &live.trajectory;
+    assert!(live.finished, "{:?}", h.state().run.error);
+    assert_eq!(t.fork_of.as_ref().map(|f| (f.parent_id.as_str(), f.turn)), Some(("count-000000", 1)));
+    assert_eq!(t.turns[1].assistant_text, edited);
+    assert_eq!(t.rewards.as_ref().map(|r| r.accuracy), Some(0.0), "the edited answer is wrong");
+    assert!(has_label(&h, "parent") && has_label(&h, "fork"), "parent and fork side by side");
 }

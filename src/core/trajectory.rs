@@ -88,6 +88,13 @@ impl Media {
     pub fn is_video(&self) -> bool {
         matches!(self, Media::VideoFrames { .. })
     }
+    /// The input images (frames for a video), to rewrite their paths.
+    pub fn images_mut(&mut self) -> &mut Vec<ImageRef> {
+        match self {
+            Media::Images { images } => images,
+            Media::VideoFrames { frames, .. } => frames,
+        }
+    }
 }
 
 /// Where a sample came from inside a dataset.

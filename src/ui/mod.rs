@@ -10,6 +10,7 @@ pub mod browser;
 pub mod canvas;
 pub mod data;
 pub mod images;
+pub mod run_panel;
 pub mod segments;
 pub mod theme;
 pub mod trajectory_view;
@@ -160,6 +161,11 @@ pub struct StudioApp {
     compare_close: bool,
     /// Leave timings and the device probe out of the status bar (snapshot tests).
     pub stable_status: bool,
+    /// The Run window and the live run.
+    pub run: run_panel::RunPanel,
+    /// Show the live run (rather than the browsed row) in the viewer.
+    pub view_live: bool,
+    live_pane: TrajectoryPane,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -202,6 +208,9 @@ impl StudioApp {
             select_first: true,
             compare_close: false,
             stable_status: false,
+            run: run_panel::RunPanel::default(),
+            view_live: false,
+            live_pane: TrajectoryPane::default(),
         };
         let start = options
             .open
@@ -254,6 +263,7 @@ impl StudioApp {
             && !matches!(self.primary, Some(ItemState::Loading(_)))
             && !matches!(self.compare, Some(ItemState::Loading(_)))
             && self.images.pending() == 0
+            && !self.run.is_running()
     }
 
     fn handle_events(&mut self) {
@@ -404,8 +414,20 @@ impl StudioApp {
         self.handle_events();
         self.handle_keys(&ctx);
         let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
-        if let Some(p) = dropped.into_iter().next() {
+        let is_image = |p: &Path| p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg", "webp", "bmp"].contains(&e.to_ascii_lowercase().as_str()));
+        if self.run.open && !dropped.is_empty() && dropped.iter().all(|p| is_image(p)) {
+            // Images dropped while the Run window is open become the run's inputs.
+            self.run.fork = None;
+            self.run.images.extend(dropped);
+        } else if let Some(p) = dropped.into_iter().next() {
             self.open(p);
+        }
+        self.run.poll();
+        let selected_item = self.primary.as_ref().and_then(|p| p.item()).cloned();
+        let workspace = self.source.as_ref().filter(|s| s.kind == data::SourceKind::Workspace).map(|s| s.path.clone());
+        self.run.ui(&ctx, selected_item.as_ref(), workspace.as_deref());
+        if std::mem::take(&mut self.run.just_started) {
+            self.view_live = true;
         }
 
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
@@ -436,7 +458,7 @@ impl StudioApp {
             }
         }
         self.screenshot_step(&ctx);
-        if self.opening.is_some() || !self.summaries.done || self.images.pending() > 0 {
+        if self.opening.is_some() || !self.summaries.done || self.images.pending() > 0 || self.run.is_running() {
             ctx.request_repaint_after(std::time::Duration::from_millis(50));
         }
     }
@@ -506,6 +528,13 @@ impl StudioApp {
                     ui.close();
                 }
             });
+            if ui.button("Run…").on_hover_text("Run a model on images and a question and watch it reason and draw").clicked() {
+                self.run.open = true;
+            }
+            if self.run.has_live() {
+                ui.selectable_value(&mut self.view_live, true, "Live run");
+                ui.selectable_value(&mut self.view_live, false, "Browse");
+            }
             ui.menu_button("Help", |ui| {
                 ui.label("Up/Down rows · Left/Right steps · P observation pixels");
                 ui.label("Ctrl+click a row (or right-click) to compare two trajectories.");
@@ -549,6 +578,24 @@ impl StudioApp {
     }
 
     fn central_ui(&mut self, ui: &mut egui::Ui) {
+        if self.view_live && self.run.has_live() {
+            self.live_ui(ui);
+            return;
+        }
+        if let Some(item) = self.primary.as_ref().and_then(|p| p.item()) {
+            let step = self.pane.step;
+            let has_turns = !item.trajectory.turns.is_empty();
+            let item = item.clone();
+            ui.horizontal(|ui| {
+                if ui.add_enabled(has_turns, egui::Button::new("Fork from this step…")).on_hover_text("Keep the steps before this one, edit this step's text if you like, and let the model continue").clicked() {
+                    self.run.fork_from(&item, step);
+                }
+                if ui.button("Run on this sample…").clicked() {
+                    self.run.use_sample(&item);
+                    self.run.open = true;
+                }
+            });
+        }
         let options = &mut self.persisted.options;
         match (&self.primary, &self.compare) {
             (None, _) => {
@@ -582,6 +629,51 @@ impl StudioApp {
         if self.compare_close {
             self.compare = None;
             self.compare_close = false;
+        }
+    }
+}
+
+impl StudioApp {
+    /// The live run: the trajectory being generated (with its parent beside it for a fork).
+    fn live_ui(&mut self, ui: &mut egui::Ui) {
+        let options = &mut self.persisted.options;
+        let base = self.run.base_dir.clone();
+        let running = self.run.is_running();
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(if running { "Live run" } else { "Last run" }).strong());
+            if running {
+                ui.spinner();
+                if ui.button("Stop").clicked() {
+                    self.run.stop();
+                }
+            }
+            if self.run.live.len() > 1 {
+                for k in 0..self.run.live.len() {
+                    ui.selectable_value(&mut self.run.shown, k, format!("#{}", k + 1));
+                }
+            }
+        });
+        let shown = self.run.shown.min(self.run.live.len().saturating_sub(1));
+        let parent = self.run.fork_parent.clone();
+        let live = self.run.live[shown].item(&base).clone();
+        // Follow the newest step while generating.
+        if running {
+            let last = live.trajectory.turns.len().saturating_sub(1);
+            self.live_pane.set_step(last);
+        }
+        match parent {
+            Some(parent) => {
+                let half = (ui.available_width() - 8.0) / 2.0;
+                egui::Panel::left("fork-parent").exact_size(half).show(ui, |ui| {
+                    ui.label(RichText::new("parent").weak());
+                    self.compare_pane.ui(ui, &parent, &mut self.images, options, true);
+                });
+                egui::CentralPanel::default().show(ui, |ui| {
+                    ui.label(RichText::new("fork").weak());
+                    self.live_pane.ui(ui, &live, &mut self.images, options, true);
+                });
+            }
+            None => self.live_pane.ui(ui, &live, &mut self.images, options, false),
         }
     }
 }

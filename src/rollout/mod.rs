@@ -1,13 +1,13 @@
 //! The live rollout engine (issue 6): the interleaved generate → parse → draw → observe loop of
-//! ViLaSR driven by a Qwen2.5-VL checkpoint, streamed to the studio as [`RolloutEvent`]s from a
-//! background thread, plus forks from a recorded prefix and model-free [`replay`].
+//! ViLaSR (and the `<tool>` zoom-in loop of ViLaVT, in `vilavt`) driven by a Qwen2.5-VL checkpoint,
+//! streamed to the studio as [`RolloutEvent`]s from a background thread, plus forks from a
+//! recorded prefix and model-free [`replay`].
 //!
 //! The loop's executor side is the core's [`VilasrSession`] (counters, answer check, image cap,
 //! observation texts); prompts are built exactly as `core::scripted` builds them. The model side
-//! sits behind the [`Responder`] trait: [`ModelResponder`] keeps one KV-cache `Session` per
-//! trajectory, so a conversation that grows by one turn is only prefilled for the new part and
-//! every image goes through the vision tower once; [`ScriptedResponder`] replays fixed texts
-//! (tests, demos). ViLaVT samples are refused with a clear error (not implemented yet).
+//! sits behind the [`Responder`] trait: [`ModelResponder`] keeps one KV-cache `Session`, so a
+//! conversation that grows by one turn is only prefilled for the new part and every image goes
+//! through the vision tower once; [`ScriptedResponder`] replays fixed texts (tests, demos).
 
 mod model_responder;
 mod replay;

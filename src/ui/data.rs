@@ -56,6 +56,22 @@ pub struct Source {
 }
 
 impl Source {
+    /// The source's name without the folders above it (the menu bar shows this; the full path is
+    /// in [`Self::title`]).
+    pub fn short_title(&self) -> String {
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string());
+        let shown = match (&self.kind, self.path.parent()) {
+            (SourceKind::Dataset(DatasetFormat::LlamaFactory), Some(parent)) => format!("{}/{}", name(parent), name(&self.path)),
+            _ => name(&self.path),
+        };
+        let kind = match &self.kind {
+            SourceKind::Workspace => "workspace".to_string(),
+            SourceKind::Trajectory => "trajectory".to_string(),
+            SourceKind::Dataset(f) => f.name().to_string(),
+        };
+        format!("{shown} ({kind}, {} items)", self.entries.len())
+    }
+
     pub fn title(&self) -> String {
         let kind = match &self.kind {
             SourceKind::Workspace => "workspace".to_string(),

@@ -543,7 +543,7 @@ impl StudioApp {
             });
             if let Some(src) = &self.source {
                 ui.separator();
-                ui.label(RichText::new(src.title()).weak());
+                ui.label(RichText::new(src.short_title()).weak()).on_hover_text(src.title());
             }
         });
     }

@@ -181,8 +181,19 @@ pub fn open_source(path: &Path) -> Result<Source, String> {
             .filter_map(|d| d.ok().map(|d| d.path()))
             .filter(|p| p.join(TRAJECTORY_FILE).is_file())
             .collect();
+        dirs.sort();
+        // Runs the studio saved into this workspace: runs/<run>/<trajectory>/trajectory.json.
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(path.join("runs"))
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.ok().map(|d| d.path()))
+            .filter(|p| p.is_dir())
+            .flat_map(|run| std::fs::read_dir(run).into_iter().flatten().filter_map(|d| d.ok().map(|d| d.path())))
+            .filter(|p| p.join(TRAJECTORY_FILE).is_file())
+            .collect();
+        runs.sort();
+        dirs.extend(runs);
         if !dirs.is_empty() {
-            dirs.sort();
             return done(trajectory_source(path, SourceKind::Workspace, dirs.into_iter().map(EntryRef::TrajectoryDir).collect()));
         }
         if path.join(DATASET_INFO).is_file() {
@@ -579,6 +590,17 @@ mod tests {
         let (a, b) = (item.trajectory.rewards.clone().unwrap(), stored.rewards.unwrap());
         assert_eq!((a.overall, a.format, a.accuracy, a.reflection), (b.overall, b.format, b.accuracy, b.reflection));
         assert_eq!(b.reflection, Some(1.0), "count-000001 is reflective");
+    }
+
+    #[test]
+    fn runs_saved_into_a_workspace_are_listed_after_its_trajectories() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Trajectory::load_dir(&demo().join("trajectories/count-000000")).unwrap();
+        t.save_dir(&dir.path().join("trajectories/a")).unwrap();
+        t.save_dir(&dir.path().join("runs/run-1/live-0")).unwrap();
+        let s = open_source(dir.path()).unwrap();
+        assert_eq!(s.kind, SourceKind::Workspace);
+        assert_eq!(s.entries, vec![EntryRef::TrajectoryDir(dir.path().join("trajectories/a")), EntryRef::TrajectoryDir(dir.path().join("runs/run-1/live-0"))]);
     }
 
     #[test]

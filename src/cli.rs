@@ -203,6 +203,10 @@ pub enum Command {
     #[cfg(feature = "model")]
     Replay {
         path: PathBuf,
+        /// For dataset files: the executor profile the conversations were made with (trajectories
+        /// record their own).
+        #[arg(long, value_parser = ["eval", "rl"])]
+        profile: Option<String>,
     },
     /// Inspect, validate or convert datasets (LLaMA-Factory, ViLaSR RL, ViLaVT, benchmarks).
     #[command(subcommand)]
@@ -320,7 +324,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         #[cfg(feature = "model")]
         Some(Command::Run(args)) => crate::cli_rollout::run(&args),
         #[cfg(feature = "model")]
-        Some(Command::Replay { path }) => crate::cli_rollout::replay(&path),
+        Some(Command::Replay { path, profile }) => crate::cli_rollout::replay(&path, profile.as_deref()),
     }
 }
 

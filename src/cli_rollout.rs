@@ -247,8 +247,55 @@ fn trajectory_dirs(path: &Path) -> Result<Vec<PathBuf>> {
     bail!("{}: no trajectory.json here, in its subfolders or under trajectories/", path.display())
 }
 
-/// `sightline replay PATH`.
-pub fn replay(path: &Path) -> Result<i32> {
+/// The conversations of a dataset file (LLaMA-Factory registry, sharegpt, ViLaSR results) as
+/// trajectories with the folder their image paths start from.
+fn dataset_trajectories(path: &Path, profile: Option<&str>) -> Result<Vec<(String, Trajectory, PathBuf)>> {
+    let index = crate::core::datasets::DatasetIndex::open(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !index.format.has_conversation() {
+        bail!("{}: {} records hold no model output to replay", path.display(), index.format);
+    }
+    let mut out = Vec::new();
+    for rec in index.iter() {
+        let rec = rec.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let name = format!("{} record {}", rec.file, rec.file_record);
+        let mut t = rec.to_trajectory().map_err(|e| anyhow::anyhow!("{e}"))?;
+        if t.profile.is_none() {
+            t.profile = profile.map(str::to_string);
+        }
+        out.push((name, t, index.root.clone()));
+    }
+    Ok(out)
+}
+
+/// `sightline replay PATH [--profile eval|rl]`: trajectory folders, workspaces, or a dataset file
+/// with conversations (`--profile` names the executor profile the data was made with; default eval).
+pub fn replay(path: &Path, profile: Option<&str>) -> Result<i32> {
+    let is_dataset = path.is_file() && path.file_name().is_some_and(|n| n != trajectory::TRAJECTORY_FILE)
+        || (path.is_dir() && path.join(crate::core::datasets::DATASET_INFO).is_file() && !path.join("trajectories").is_dir() && trajectory_dirs(path).is_err());
+    if is_dataset {
+        let items = dataset_trajectories(path, profile)?;
+        let (mut turns, mut checked, mut bad, mut errors) = (0, 0, 0, 0);
+        for (name, t, root) in &items {
+            match rollout::replay(t, root) {
+                Ok(rep) => {
+                    turns += rep.turns;
+                    checked += rep.observations_checked;
+                    if !rep.mismatches.is_empty() {
+                        bad += 1;
+                        for m in &rep.mismatches {
+                            println!("{name}: {m}");
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sightline: {name}: {e}");
+                    errors += 1;
+                }
+            }
+        }
+        println!("{} conversation(s), {turns} turn(s), {checked} observation(s) compared: {bad} with mismatches, {errors} unreadable", items.len());
+        return Ok(if errors > 0 { 2 } else if bad > 0 { 1 } else { 0 });
+    }
     let dirs = trajectory_dirs(path)?;
     let pb = crate::cli::progress(dirs.len() as u64, "replaying");
     let (mut turns, mut checked, mut bad, mut errors) = (0, 0, 0, 0);

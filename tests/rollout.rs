@@ -532,3 +532,35 @@ fn vilavt_invalid_calls_end_with_zoomin_failed_and_the_model_path_runs() {
     assert!(failures(&ev).is_empty(), "{:?}", failures(&ev));
     assert_eq!(finished(&ev).remove(0).0.finish_reason, Some(FinishReason::Length));
 }
+
+#[test]
+fn replay_of_an_imported_llamafactory_dataset_matches_and_a_tampered_copy_does_not() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let run = |p: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sightline")).arg("replay").arg(p).args(["--profile", "rl"]).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, text) = run(&demo.join("dataset_info.json"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("225 conversation(s)") && text.contains("611 observation(s) compared: 0 with mismatches"), "{text}");
+
+    // A copy of the maze cold-start set whose first observation lost a pixel.
+    let dir = tempfile::tempdir().unwrap();
+    let recs: serde_json::Value = serde_json::from_slice(&std::fs::read(demo.join("sft/cold_start/maze.json")).unwrap()).unwrap();
+    let first = &recs[0];
+    let images: Vec<String> = first["images"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    for rel in &images {
+        let to = dir.path().join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(demo.join(rel), &to).unwrap();
+    }
+    let obs = dir.path().join(&images[1]);
+    let mut img = image::open(&obs).unwrap().to_rgb8();
+    let p = img.get_pixel(5, 5).0;
+    img.put_pixel(5, 5, image::Rgb([p[0] ^ 0xff, p[1], p[2]]));
+    img.save(&obs).unwrap();
+    std::fs::write(dir.path().join("one.json"), serde_json::to_vec(&serde_json::json!([first])).unwrap()).unwrap();
+    let (code, text) = run(&dir.path().join("one.json"));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("one.json record 0") && text.contains("1 with mismatches"), "{text}");
+}

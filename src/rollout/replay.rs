@@ -79,18 +79,28 @@ pub fn replay(traj: &Trajectory, base_dir: &Path) -> Result<ReplayReport, String
         if applied.new_images.len() != turn.observations.len() {
             rep.mismatches.push(format!("turn {t}: the executor renders {} observation(s), the trajectory stores {}", applied.new_images.len(), turn.observations.len()));
         }
-        if applied.finish_reason != turn.finish_reason && !(applied.finish_reason.is_none() && turn.finish_reason.is_none()) {
+        // Imported conversations store no finish reasons: compare only what was stored.
+        if turn.finish_reason.is_some() && applied.finish_reason != turn.finish_reason {
             rep.mismatches.push(format!(
                 "turn {t}: finish reason {} now, {} stored",
                 applied.finish_reason.as_ref().map(|f| f.as_str()).unwrap_or("none"),
                 turn.finish_reason.as_ref().map(|f| f.as_str()).unwrap_or("none")
             ));
         }
-        if turn.observation_text.is_some() && applied.observation_text != turn.observation_text {
+        // Imported conversations store the observation turn's user content only.
+        let stored_text = turn.observation_text.as_ref().map(|o| {
+            if o.starts_with("<|im_end|>") {
+                o.clone()
+            } else {
+                format!("<|im_end|>\n<|im_start|>user\n{o}<|im_end|>\n<|im_start|>assistant\n")
+            }
+        });
+        if stored_text.is_some() && applied.observation_text != stored_text {
             rep.mismatches.push(format!("turn {t}: the observation text differs"));
         }
         for (o, (n, on)) in turn.observations.iter().zip(&applied.new_images) {
-            if o.number as usize != *n || o.drawn_on as usize != *on {
+            // drawn_on 0: the imported data does not say which image it was drawn on.
+            if o.number as usize != *n || (o.drawn_on != 0 && o.drawn_on as usize != *on) {
                 rep.mismatches.push(format!("turn {t}: image {} drawn on {} stored, the executor made image {n} drawn on {on}", o.number, o.drawn_on));
             }
             let stored = open(base_dir, &o.image.path)?;

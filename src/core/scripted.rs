@@ -20,15 +20,18 @@ pub struct ScriptedRun {
     pub images: Vec<RgbImage>,
 }
 
-/// Apply `responses` to `sample` whose (already resized) input images are `inputs`.
-pub fn run_scripted(
-    id: &str,
-    sample: &Sample,
-    inputs: Vec<RgbImage>,
-    style: VilasrPromptStyle,
-    profile: Profile,
-    responses: &[String],
-) -> Result<ScriptedRun, PromptError> {
+/// The first turn of a ViLaSR sample as the model sees it: the rendered chat (system turn, first user
+/// turn, `<|im_start|>assistant\n`), the system prompt and the first user turn's text parts joined
+/// (vision triples included). Used by scripted runs and by the live rollout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FirstPrompt {
+    pub prompt: String,
+    pub system: String,
+    pub first_user_text: String,
+}
+
+/// Build [`FirstPrompt`] for `sample` over its (already resized) input images.
+pub fn first_prompt(sample: &Sample, inputs: &[RgbImage], style: VilasrPromptStyle) -> Result<FirstPrompt, PromptError> {
     let (w, h) = inputs.first().map(|i| i.dimensions()).ok_or(PromptError::NoImages)?;
     let opts = sample.options.clone();
     let spec = QuestionSpec {
@@ -47,8 +50,8 @@ pub fn run_scripted(
         prompts::Message { role: "system".into(), content: vec![prompts::ContentItem::text(system.clone())] },
         prompts::Message { role: "user".into(), content: content.clone() },
     ];
-    let mut sequence = prompts::render_chat(&messages, true);
-    let first_user_text: String = content
+    let prompt = prompts::render_chat(&messages, true);
+    let first_user_text = content
         .iter()
         .map(|c| match c {
             prompts::ContentItem::Image => prompts::IMAGE_TRIPLE.to_string(),
@@ -56,6 +59,19 @@ pub fn run_scripted(
             prompts::ContentItem::Text { text } => text.clone(),
         })
         .collect();
+    Ok(FirstPrompt { prompt, system, first_user_text })
+}
+
+/// Apply `responses` to `sample` whose (already resized) input images are `inputs`.
+pub fn run_scripted(
+    id: &str,
+    sample: &Sample,
+    inputs: Vec<RgbImage>,
+    style: VilasrPromptStyle,
+    profile: Profile,
+    responses: &[String],
+) -> Result<ScriptedRun, PromptError> {
+    let FirstPrompt { prompt: mut sequence, system, first_user_text } = first_prompt(sample, &inputs, style)?;
 
     let mut traj = Trajectory::new(id, Protocol::Vilasr, sample.clone());
     traj.system_prompt = Some(system);

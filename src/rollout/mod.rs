@@ -18,7 +18,7 @@ pub use replay::{replay, ReplayReport};
 
 use crate::core::actions::{extract_json_blocks, parse_actions, BlockMode};
 use crate::core::executor::{action_records, ExecutorFixes, Profile};
-use crate::core::prompts::{self, QuestionSpec, VilasrPromptStyle, EOS_TEXT};
+use crate::core::prompts::{VilasrPromptStyle, EOS_TEXT};
 use crate::core::resize::{fetch_image, DEFAULT_MIN_PIXELS};
 use crate::core::rewards::{pass_at_k, vilasr};
 use crate::core::scripted::write_png;
@@ -427,43 +427,11 @@ pub fn prompt_style(sample: &Sample, profile: RunProfile) -> Result<VilasrPrompt
     })
 }
 
-/// The rendered first prompt, system prompt and first-user text of a ViLaSR sample.
-pub struct FirstPrompt {
-    pub prompt: String,
-    pub system: String,
-    pub first_user_text: String,
-}
+pub use crate::core::scripted::FirstPrompt;
 
-/// Build the first prompt exactly as `core::scripted::run_scripted` does.
+/// Build the first prompt exactly as `core::scripted::run_scripted` does (it is the same function).
 pub fn first_prompt(sample: &Sample, inputs: &[RgbImage], style: VilasrPromptStyle) -> Result<FirstPrompt, String> {
-    let (w, h) = inputs.first().map(|i| i.dimensions()).ok_or("no input images")?;
-    let opts = sample.options.clone();
-    let spec = QuestionSpec {
-        question: &sample.question,
-        question_type: &sample.question_type,
-        options: Some(opts.as_deref()),
-        data_type: &sample.data_type,
-        original_question_type: sample.extra.get("original_question_type").and_then(|v| v.as_str()),
-        num_images: inputs.len(),
-        first_size: (w, h),
-    };
-    let spec = if opts.is_none() { QuestionSpec { options: None, ..spec } } else { spec };
-    let content = prompts::vilasr_first_user(style, &spec).map_err(|e| format!("sample {:?}: {e}", sample.id))?;
-    let system = prompts::vilasr_system(w, h);
-    let messages = vec![
-        prompts::Message { role: "system".into(), content: vec![prompts::ContentItem::text(system.clone())] },
-        prompts::Message { role: "user".into(), content: content.clone() },
-    ];
-    let prompt = prompts::render_chat(&messages, true);
-    let first_user_text = content
-        .iter()
-        .map(|c| match c {
-            prompts::ContentItem::Image => prompts::IMAGE_TRIPLE.to_string(),
-            prompts::ContentItem::Video => prompts::VIDEO_TRIPLE.to_string(),
-            prompts::ContentItem::Text { text } => text.clone(),
-        })
-        .collect();
-    Ok(FirstPrompt { prompt, system, first_user_text })
+    crate::core::scripted::first_prompt(sample, inputs, style).map_err(|e| format!("sample {:?}: {e}", sample.id))
 }
 
 fn is_maze(sample: &Sample) -> bool {

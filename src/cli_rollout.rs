@@ -5,7 +5,7 @@
 use crate::core::datasets::DatasetIndex;
 use crate::core::trajectory::{self, ImageRef, Media, Protocol, Sample, Trajectory};
 use crate::rollout::{self, RolloutConfig, RolloutEvent, RunProfile};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use clap::ValueEnum;
 use serde_json::Value;
 use std::io::Write;
@@ -68,9 +68,12 @@ pub struct RunArgs {
     pub ground_truth: Option<String>,
     #[arg(long, value_enum, default_value_t = RunProfileArg::Eval)]
     pub profile: RunProfileArg,
-    /// Trajectories per sample (pass@k).
+    /// Trajectories per sample (pass@k), generated together (batched decoding).
     #[arg(long, default_value_t = 1)]
     pub n: usize,
+    /// Generate the n trajectories one after the other instead of together.
+    #[arg(long)]
+    pub sequential: bool,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -90,6 +93,14 @@ pub struct RunArgs {
     /// Output folder (one folder per trajectory).
     #[arg(long, default_value = "sightline-runs")]
     pub out: PathBuf,
+    /// Fork the trajectory given by --sample at this 0-based turn: the turns before it are kept
+    /// (executed again) and generation continues from there.
+    #[arg(long, requires = "sample")]
+    pub fork_at: Option<usize>,
+    /// With --fork-at: a file whose text replaces that turn's assistant text (generation continues
+    /// after it).
+    #[arg(long, requires = "fork_at")]
+    pub edit: Option<PathBuf>,
     /// Stream the generated text to stderr.
     #[arg(long)]
     pub verbose: bool,
@@ -163,9 +174,23 @@ pub fn run(a: &RunArgs) -> Result<i32> {
         max_total_tokens: None,
         protocol,
         vilavt_max_pixels: a.max_pixels,
+        batch: !a.sequential,
     };
     eprintln!("sightline run: sample {:?}, {} trajectory(ies), profile {}", sample.id, a.n, cfg.profile.name());
-    let h = rollout::start(sample, base, cfg, Box::new(|| {}));
+    let h = match a.fork_at {
+        None => rollout::start(sample, base, cfg, Box::new(|| {})),
+        Some(turn) => {
+            let p = a.sample.as_ref().expect("clap: --fork-at requires --sample");
+            let dir = if p.is_dir() { p.clone() } else { p.parent().map(Path::to_path_buf).unwrap_or_default() };
+            let parent = Trajectory::load_dir(&dir).map_err(|e| anyhow::anyhow!("--fork-at needs a trajectory as --sample: {e}"))?;
+            let edited_text = match &a.edit {
+                Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("{}: cannot read the edited turn", f.display()))?),
+                None => None,
+            };
+            eprintln!("  fork of {:?} at turn {turn}{}", parent.id, if edited_text.is_some() { " (edited)" } else { "" });
+            rollout::start_fork(&parent, dir, rollout::ForkSpec { turn, edited_text }, cfg, Box::new(|| {}))
+        }
+    };
     let mut failed = false;
     let mut tokens = 0usize;
     loop {
@@ -191,10 +216,13 @@ pub fn run(a: &RunArgs) -> Result<i32> {
                 if a.verbose {
                     eprintln!();
                 }
+                let tm = &record.timings;
                 eprintln!(
-                    "  turn {turn}: {} token(s) in {:.0} ms, {} action(s), {} new image(s){}",
-                    record.timings.generated_tokens.unwrap_or(0),
-                    record.timings.generate_ms.unwrap_or(0.0),
+                    "  turn {turn}: {} token(s) in {:.0} ms (prefill {:.0} ms, vision {:.0} ms), {} action(s), {} new image(s){}",
+                    tm.generated_tokens.unwrap_or(0),
+                    tm.generate_ms.unwrap_or(0.0),
+                    tm.prefill_ms.unwrap_or(0.0),
+                    tm.vision_ms.unwrap_or(0.0),
                     record.actions.len(),
                     record.observations.len(),
                     record.finish_reason.map(|f| format!(", finished: {f}")).unwrap_or_default()

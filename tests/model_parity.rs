@@ -255,6 +255,49 @@ fn greedy_generation_matches_transformers() {
 }
 
 #[test]
+fn batched_decoding_of_different_conversations_matches_transformers() {
+    // Every case of one model decoded together, one row per conversation: caches of different
+    // lengths, different rope deltas (text, images, video). Each row's step logits must match what
+    // transformers recorded for that case alone.
+    let models: HashMap<&str, Qwen25Vl<Flex>> = [("tiny_untied", load("tiny_untied")), ("tiny_tied", load("tiny_tied"))].into();
+    for name in ["tiny_untied", "tiny_tied"] {
+        let m = &models[name];
+        let cs: Vec<Case> = cases().into_iter().filter(|c| c.model == name).collect();
+        assert!(cs.len() >= 2, "{name}: several cases batched together");
+        let vocab = m.cfg.text.vocab_size;
+        let mut caches = Vec::new();
+        let mut deltas = Vec::new();
+        let mut want = Vec::new();
+        let mut greedy = Vec::new();
+        for c in &cs {
+            let mut cache = KvCache::new(m.cfg.text.num_hidden_layers);
+            let (out, delta) = m.prefill(&recorded_input(c), &mut cache, false, false).unwrap();
+            let steps = &c.t["generation_step_logits"].f;
+            assert!(max_abs(&out.logits, &steps[..vocab]) <= LOGIT_TOL);
+            caches.push(cache);
+            deltas.push(delta);
+            want.push(steps.clone());
+            greedy.push(c.t["generated_ids"].i.iter().map(|&x| x as u32).collect::<Vec<_>>());
+        }
+        let steps = greedy.iter().map(|g| g.len()).min().unwrap();
+        assert!(steps >= 2);
+        for step in 1..steps {
+            let toks: Vec<u32> = greedy.iter().map(|g| g[step - 1]).collect();
+            let mut refs: Vec<&mut KvCache<Flex>> = caches.iter_mut().collect();
+            let rows = m.decode_rows(&toks, &deltas, &mut refs).unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                let e = max_abs(row, &want[i][step * vocab..(step + 1) * vocab]);
+                assert!(e <= LOGIT_TOL, "{}: batched step {step} logits differ by {e}", cs[i].name);
+                assert_eq!(sightline::model::generate::argmax(row) as u32, greedy[i][step], "{}: greedy token {step}", cs[i].name);
+            }
+        }
+        // Mismatched arguments are an error, not a panic.
+        let mut refs: Vec<&mut KvCache<Flex>> = caches.iter_mut().collect();
+        assert!(m.decode_rows(&[1], &deltas, &mut refs).is_err());
+    }
+}
+
+#[test]
 fn prefix_reuse_prefills_only_the_new_suffix_and_changes_nothing() {
     let m = load("tiny_untied");
     let tok = QwenTokenizer::from_dir(&fix().join("tiny_untied")).unwrap();
@@ -312,6 +355,12 @@ fn sampling_is_seeded_and_n_samples_share_one_prefill() {
     let b = s2.generate(&m, Some(&tok), &input, &params, &mut |_| {}, None).unwrap();
     assert_eq!(a.iter().map(|c| &c.token_ids).collect::<Vec<_>>(), b.iter().map(|c| &c.token_ids).collect::<Vec<_>>());
     assert!(a.iter().any(|c| c.token_ids != a[0].token_ids), "different seeds per sample");
+    // The n samples are decoded together; each is what a single sample with its seed gives.
+    for (i, c) in a.iter().enumerate() {
+        let one = SamplingParams { n: 1, seed: params.seed + i as u64, ..params.clone() };
+        let r = Session::new(&m).generate(&m, Some(&tok), &input, &one, &mut |_| {}, None).unwrap();
+        assert_eq!(r[0].token_ids, c.token_ids, "sample {i} batched vs alone");
+    }
     // Cancellation before the first token.
     let cancel = std::sync::atomic::AtomicBool::new(true);
     let r = Session::new(&m).generate(&m, Some(&tok), &input, &params, &mut |_| {}, Some(&cancel)).unwrap();

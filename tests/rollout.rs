@@ -184,13 +184,14 @@ fn cancel_after_the_first_token_ends_cancelled_and_still_saves() {
         }
     }
     let f = finished(&events);
-    assert_eq!(f.len(), 1, "the trajectories not yet started are not started");
-    let (t, dir) = &f[0];
-    assert_eq!(t.finish_reason, Some(FinishReason::Cancelled));
-    assert_eq!(t.turns.last().unwrap().finish_reason, Some(FinishReason::Cancelled));
-    assert!(t.turns[0].timings.generated_tokens.unwrap() < 5000);
-    assert!(t.rewards.is_none(), "a cancelled trajectory is not scored");
-    assert!(Trajectory::load_dir(dir).is_ok());
+    assert_eq!(f.len(), 3, "the three trajectories run together and all stop");
+    for (t, dir) in &f {
+        assert_eq!(t.finish_reason, Some(FinishReason::Cancelled));
+        assert_eq!(t.turns.last().unwrap().finish_reason, Some(FinishReason::Cancelled));
+        assert!(t.turns[0].timings.generated_tokens.unwrap() < 5000);
+        assert!(t.rewards.is_none(), "a cancelled trajectory is not scored");
+        assert!(Trajectory::load_dir(dir).is_ok());
+    }
     assert!(matches!(events.last(), Some(RolloutEvent::Done { pass_at_k: None })));
 }
 
@@ -531,6 +532,93 @@ fn vilavt_invalid_calls_end_with_zoomin_failed_and_the_model_path_runs() {
     let ev = collect(&rollout::start(sample(Some("B")), fix(), m, Box::new(|| {})));
     assert!(failures(&ev).is_empty(), "{:?}", failures(&ev));
     assert_eq!(finished(&ev).remove(0).0.finish_reason, Some(FinishReason::Length));
+}
+
+#[test]
+fn vilavt_trajectories_replay_and_fork() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = vilavt_config(out.path());
+    cfg.vilavt_max_pixels = Some(50_000.0);
+    let ev = scripted(sample(Some("B")), cfg.clone(), vec![vec![TOOL, TOOL, ANSWER_A]]);
+    assert!(failures(&ev).is_empty(), "{:?}", failures(&ev));
+    let (t, dir) = finished(&ev).remove(0);
+    assert_eq!(t.turns.len(), 3);
+    // Saved with the original file as its input and the settings used.
+    let input = image::open(dir.join(&t.sample.media.images()[0].path)).unwrap();
+    let original = image::open(fix().join("images/image_a.png")).unwrap();
+    assert_eq!(input.to_rgb8(), original.to_rgb8(), "the input is the original file");
+    assert_eq!(t.sample.extra["max_pixels"].as_f64(), Some(50_000.0));
+    // Replay re-renders every zoom-in exactly.
+    let back = Trajectory::load_dir(&dir).unwrap();
+    let rep = rollout::replay(&back, &dir).unwrap();
+    assert_eq!((rep.turns, rep.observations_checked), (3, 2));
+    assert!(rep.mismatches.is_empty(), "{:?}", rep.mismatches);
+    // A changed zoom-in is caught.
+    let o = &back.turns[1].observations[0];
+    let mut img = image::open(dir.join(&o.image.path)).unwrap().to_rgb8();
+    img.put_pixel(0, 0, image::Rgb([1, 2, 3]));
+    img.save(dir.join(&o.image.path)).unwrap();
+    let rep = rollout::replay(&back, &dir).unwrap();
+    assert_eq!(rep.mismatches.len(), 1, "{:?}", rep.mismatches);
+    assert!(rep.mismatches[0].contains("image 3"), "{:?}", rep.mismatches);
+    // Fork at turn 1 with an edited answer: turn 0 kept (its zoom-in made again), the edit ends it.
+    let out2 = tempfile::tempdir().unwrap();
+    let mut fcfg = vilavt_config(out2.path());
+    fcfg.protocol = sightline::core::trajectory::Protocol::Vilasr; // a fork follows its parent
+    let fork = ForkSpec { turn: 1, edited_text: Some(ANSWER_B.into()) };
+    let scripts = vec![vec!["unused".to_string()]];
+    let h = rollout::start_fork_with_responder(&back, dir.clone(), fork, fcfg, Box::new(ScriptedResponder::new(scripts)), Box::new(|| {}));
+    let ev = collect(&h);
+    assert!(failures(&ev).is_empty(), "{:?}", failures(&ev));
+    let (f, fdir) = finished(&ev).remove(0);
+    assert_eq!(f.protocol, sightline::core::trajectory::Protocol::Vilavt);
+    assert_eq!(f.fork_of.as_ref().map(|o| (o.parent_id.as_str(), o.turn)), Some((back.id.as_str(), 1)));
+    assert_eq!(f.turns.len(), 2);
+    assert_eq!(f.turns[0].observation_text, back.turns[0].observation_text);
+    assert_eq!(f.turns[1].assistant_text, ANSWER_B);
+    assert_eq!(f.rewards.as_ref().unwrap().accuracy, 1.0, "the edited answer is scored");
+    let a = image::open(fdir.join(&f.turns[0].observations[0].image.path)).unwrap();
+    let b = image::open(dir.join(&back.turns[0].observations[0].image.path)).unwrap();
+    assert_eq!(a.to_rgb8(), b.to_rgb8(), "the kept zoom-in is made again, the same");
+    assert!(rollout::replay(&f, &fdir).unwrap().mismatches.is_empty());
+    // Forking past the end is refused with the reason.
+    let bad = ForkSpec { turn: 9, edited_text: None };
+    let h = rollout::start_fork_with_responder(&back, dir, bad, vilavt_config(out2.path()), Box::new(ScriptedResponder::new(vec![vec![]])), Box::new(|| {}));
+    assert!(failures(&collect(&h)).iter().any(|m| m.contains("cannot fork at turn 9")));
+}
+
+#[test]
+fn pass_at_k_trajectories_of_a_model_are_decoded_together() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = config(out.path());
+    cfg.n = 3;
+    cfg.temperature = Some(1.0);
+    cfg.max_new_tokens = Some(16);
+    let ev = collect(&rollout::start(sample(Some("B")), fix(), cfg.clone(), Box::new(|| {})));
+    assert!(failures(&ev).is_empty(), "{:?}", failures(&ev));
+    assert!(ev.iter().any(|e| matches!(e, RolloutEvent::Status(s) if s.contains("3 trajectories generated together"))));
+    // All three start before any of them finishes, and their tokens interleave.
+    let started: Vec<usize> = ev.iter().enumerate().filter(|(_, e)| matches!(e, RolloutEvent::Started { .. })).map(|(i, _)| i).collect();
+    let first_finish = ev.iter().position(|e| matches!(e, RolloutEvent::Finished { .. })).unwrap();
+    assert_eq!(started.len(), 3);
+    assert!(started.iter().all(|&i| i < first_finish));
+    let ks: Vec<usize> = ev.iter().filter_map(|e| if let RolloutEvent::Token { k, .. } = e { Some(*k) } else { None }).collect();
+    let first_token_of_last = ks.iter().position(|&k| k == 2).unwrap();
+    assert!(ks[first_token_of_last..].iter().any(|&k| k != 2), "tokens of different trajectories interleave: {ks:?}");
+    let mut got = finished(&ev);
+    got.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    assert_eq!(got.iter().map(|t| t.0.id.as_str()).collect::<Vec<_>>(), ["s1-0", "s1-1", "s1-2"]);
+    // Each trajectory is what a run of it alone samples (k's seeds), and its prefill was timed.
+    for (t, _) in &got {
+        assert!(t.turns[0].timings.prefill_ms.is_some() && t.turns[0].timings.vision_ms.is_some());
+    }
+    let out2 = tempfile::tempdir().unwrap();
+    let mut one = cfg.clone();
+    one.n = 1;
+    one.out_dir = Some(out2.path().to_path_buf());
+    let alone = finished(&collect(&rollout::start(sample(Some("B")), fix(), one, Box::new(|| {}))));
+    assert_eq!(alone[0].0.turns[0].assistant_text, got[0].0.turns[0].assistant_text);
+    assert!(matches!(ev.last(), Some(RolloutEvent::Done { pass_at_k: Some(_) })));
 }
 
 #[test]

@@ -24,4 +24,5 @@ pub mod rewards;
 pub mod scripted;
 pub mod session;
 pub mod trajectory;
+pub mod vilavt_session;
 pub mod zoomin;

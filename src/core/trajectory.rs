@@ -282,6 +282,12 @@ pub struct TurnTimings {
     pub execute_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated_tokens: Option<u32>,
+    /// Within `generate_ms`: prefilling the turn's new prompt tokens, and the vision tower's
+    /// encoding of the new observation images within that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vision_ms: Option<f64>,
 }
 
 /// One assistant turn and what the executor made of it.

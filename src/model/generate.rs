@@ -1,8 +1,10 @@
 //! Text generation on a KV cache: greedy or sampled (temperature, top-k, top-p as transformers'
 //! warpers apply them, seeded), EOS ids and stop strings, n samples per prompt sharing one
-//! prefill, a per-token streaming callback, cancellation through an `AtomicBool`, and prefix reuse:
-//! a [`Session`] keeps its cache and only prefills the part of a new prompt that differs from
-//! what the cache holds (same tokens and same images).
+//! prefill and decoded as one batch per step, a per-token streaming callback, cancellation through
+//! an `AtomicBool`, and prefix reuse: a [`Session`] keeps its cache and only prefills the part of a
+//! new prompt that differs from what the cache holds (same tokens and same images).
+//! [`SampleStream`] is one continuation's sampler and stream state, so callers can step many
+//! conversations together (the rollout's batching engine does).
 
 use super::qwen::{ModelInput, Qwen25Vl, VisionSpan};
 use super::text::KvCache;
@@ -167,6 +169,121 @@ pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut Rng) -> usize {
     *order.last().unwrap()
 }
 
+/// The sampler, stop-string and streaming state of one continuation, fed one step's logits at a
+/// time. Several of them step together when samples are decoded as a batch.
+pub struct SampleStream {
+    params: SamplingParams,
+    rng: Rng,
+    /// Which sample of the prompt this is (the streaming callback's `sample`).
+    pub sample: usize,
+    ids: Vec<u32>,
+    step_logits: Vec<Vec<f32>>,
+    /// Text already streamed. While stop strings are set, the last (longest stop − 1) bytes are
+    /// held back so a stop string is never streamed.
+    sent: String,
+    hold: usize,
+    finish: FinishReason,
+    stop_cut: Option<usize>,
+    done: bool,
+}
+
+impl SampleStream {
+    /// Sample `sample` of a prompt, drawing from seed `params.seed + sample`.
+    pub fn new(params: &SamplingParams, sample: usize) -> Self {
+        let hold = params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(1).saturating_sub(1);
+        SampleStream {
+            params: params.clone(),
+            rng: Rng::new(params.seed.wrapping_add(sample as u64)),
+            sample,
+            ids: Vec::new(),
+            step_logits: Vec::new(),
+            sent: String::new(),
+            hold,
+            finish: FinishReason::Length,
+            stop_cut: None,
+            done: params.max_new_tokens == 0,
+        }
+    }
+
+    /// Finished: the last token must not be fed to the model.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// End now (the user stopped the run).
+    pub fn cancel(&mut self) {
+        if !self.done {
+            self.finish = FinishReason::Cancelled;
+            self.done = true;
+        }
+    }
+
+    /// Pick the next token from `logits`; returns it with the new text to stream (empty while a
+    /// UTF-8 sequence is incomplete or text is held back for the stop strings).
+    pub fn step(&mut self, logits: &[f32], tokenizer: Option<&QwenTokenizer>) -> Result<(u32, String), String> {
+        if self.done {
+            return Err("step on a finished sample".into());
+        }
+        let p = &self.params;
+        if p.record_logits {
+            self.step_logits.push(logits.to_vec());
+        }
+        let tok = sample(logits, p, &mut self.rng) as u32;
+        self.ids.push(tok);
+        if p.eos_token_ids.contains(&tok) {
+            self.finish = FinishReason::Eos;
+            self.done = true;
+        }
+        let mut delta_text = String::new();
+        if let Some(t) = tokenizer {
+            let text = t.decode(&self.ids, true)?;
+            if !self.done {
+                if let Some((s, pos)) = p.stop_strings.iter().filter_map(|s| text.find(s.as_str()).map(|q| (s, q))).min_by_key(|x| x.1) {
+                    self.finish = FinishReason::Stop(s.clone());
+                    self.stop_cut = Some(pos);
+                    self.done = true;
+                }
+            }
+            let last = self.done || self.ids.len() >= p.max_new_tokens;
+            let complete = !text.ends_with('\u{FFFD}') || last;
+            if complete && text.starts_with(self.sent.as_str()) {
+                let mut limit = match self.stop_cut {
+                    Some(q) => q,
+                    None if last => text.len(),
+                    None => text.len().saturating_sub(self.hold),
+                };
+                while limit > self.sent.len() && !text.is_char_boundary(limit) {
+                    limit -= 1;
+                }
+                if limit > self.sent.len() {
+                    delta_text = text[self.sent.len()..limit].to_string();
+                    self.sent.push_str(&delta_text);
+                }
+            }
+        }
+        if self.ids.len() >= p.max_new_tokens {
+            self.done = true;
+        }
+        Ok((tok, delta_text))
+    }
+
+    /// The completion (text decoded with special tokens skipped, cut before a stop string).
+    pub fn into_completion(self, tokenizer: Option<&QwenTokenizer>) -> Result<Completion, String> {
+        let mut text = match tokenizer {
+            Some(t) => t.decode(&self.ids, true)?,
+            None => String::new(),
+        };
+        if let Some(p) = self.stop_cut {
+            text.truncate(p);
+        }
+        Ok(Completion { token_ids: self.ids, text, finish: self.finish, step_logits: self.step_logits })
+    }
+}
+
 /// A conversation's KV cache and what it holds, reused across calls.
 pub struct Session<B: Backend> {
     cache: KvCache<B>,
@@ -177,6 +294,24 @@ pub struct Session<B: Backend> {
     pub reused_tokens: usize,
     /// Prompt tokens prefilled in the last call.
     pub prefilled_tokens: usize,
+    /// Wall time of the last prefill, and of the vision tower within it.
+    pub prefill_ms: f64,
+    pub vision_ms: f64,
+}
+
+impl<B: Backend> Clone for Session<B> {
+    fn clone(&self) -> Self {
+        Session {
+            cache: self.cache.clone(),
+            ids: self.ids.clone(),
+            spans: self.spans.clone(),
+            delta: self.delta,
+            reused_tokens: self.reused_tokens,
+            prefilled_tokens: self.prefilled_tokens,
+            prefill_ms: self.prefill_ms,
+            vision_ms: self.vision_ms,
+        }
+    }
 }
 
 impl<B: Backend> Session<B> {
@@ -188,6 +323,8 @@ impl<B: Backend> Session<B> {
             delta: 0,
             reused_tokens: 0,
             prefilled_tokens: 0,
+            prefill_ms: 0.0,
+            vision_ms: 0.0,
         }
     }
 
@@ -214,23 +351,19 @@ impl<B: Backend> Session<B> {
         common
     }
 
-    /// Generate `params.n` continuations of `input`.
-    pub fn generate(
-        &mut self,
-        model: &Qwen25Vl<B>,
-        tokenizer: Option<&QwenTokenizer>,
-        input: &ModelInput,
-        params: &SamplingParams,
-        on_token: &mut dyn FnMut(TokenEvent),
-        cancel: Option<&AtomicBool>,
-    ) -> Result<Vec<Completion>, String> {
-        params.validate()?;
+    /// Tokens of `input` this session's cache could keep (used to pick the best session to fork
+    /// a new conversation from).
+    pub fn reusable_for(&self, model: &Qwen25Vl<B>, input: &ModelInput) -> usize {
+        model.vision_spans(input).map(|spans| self.reusable(input, &spans)).unwrap_or(0)
+    }
+
+    /// Prefill what the cache lacks of `input` and return the logits of its last position. The
+    /// cache then holds the whole prompt; continue with [`Session::cache_mut`] and `delta`.
+    pub fn start(&mut self, model: &Qwen25Vl<B>, input: &ModelInput) -> Result<Vec<f32>, String> {
         if input.ids.is_empty() {
             return Err("the prompt is empty".into());
         }
-        if !params.stop_strings.is_empty() && tokenizer.is_none() {
-            return Err("stop strings need a tokenizer".into());
-        }
+        let t0 = std::time::Instant::now();
         let spans = model.vision_spans(input)?;
         let keep = self.reusable(input, &spans);
         self.cache.truncate(keep);
@@ -247,113 +380,83 @@ impl<B: Backend> Session<B> {
         self.ids = input.ids.clone();
         self.spans = spans;
         self.delta = delta;
-        let first_logits = out.logits;
-        let snapshot = if params.n > 1 { Some(self.cache.clone()) } else { None };
-        let mut completions = Vec::with_capacity(params.n);
-        for i in 0..params.n {
-            let mut rng = Rng::new(params.seed.wrapping_add(i as u64));
-            let c = if i == 0 {
-                let mut cache = std::mem::replace(&mut self.cache, KvCache::new(0));
-                let r = run_sample(model, tokenizer, &mut cache, delta, first_logits.clone(), params, &mut rng, i, on_token, cancel);
-                self.cache = cache;
-                let c = r?;
-                // The cache now also holds the fed generated tokens (all but the last).
-                let fed = self.cache.len - self.ids.len();
-                self.ids.extend_from_slice(&c.token_ids[..fed]);
-                c
-            } else {
-                let mut cache = snapshot.clone().expect("snapshot exists for n > 1");
-                run_sample(model, tokenizer, &mut cache, delta, first_logits.clone(), params, &mut rng, i, on_token, cancel)?
-            };
-            let cancelled = c.finish == FinishReason::Cancelled;
-            completions.push(c);
-            if cancelled {
+        self.prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
+        self.vision_ms = out.vision_ms;
+        Ok(out.logits)
+    }
+
+    /// The rope delta of the prompt last started.
+    pub fn delta(&self) -> i64 {
+        self.delta
+    }
+
+    pub fn cache_mut(&mut self) -> &mut KvCache<B> {
+        &mut self.cache
+    }
+
+    /// After a continuation of the last started prompt was decoded on this session's cache:
+    /// record the generated tokens the cache now holds (all that were fed, i.e. all but the last).
+    pub fn note_generated(&mut self, tokens: &[u32]) {
+        let fed = self.cache.len.saturating_sub(self.ids.len()).min(tokens.len());
+        self.ids.extend_from_slice(&tokens[..fed]);
+    }
+
+    /// Generate `params.n` continuations of `input`. The n samples share one prefill and are
+    /// decoded together, one batched step per token (row 0 on this session's cache, which keeps
+    /// it for the next call).
+    pub fn generate(
+        &mut self,
+        model: &Qwen25Vl<B>,
+        tokenizer: Option<&QwenTokenizer>,
+        input: &ModelInput,
+        params: &SamplingParams,
+        on_token: &mut dyn FnMut(TokenEvent),
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Vec<Completion>, String> {
+        params.validate()?;
+        if input.ids.is_empty() {
+            return Err("the prompt is empty".into());
+        }
+        if !params.stop_strings.is_empty() && tokenizer.is_none() {
+            return Err("stop strings need a tokenizer".into());
+        }
+        let first_logits = self.start(model, input)?;
+        let delta = self.delta;
+        let n = params.n;
+        let mut streams: Vec<SampleStream> = (0..n).map(|i| SampleStream::new(params, i)).collect();
+        let mut others: Vec<KvCache<B>> = (1..n).map(|_| self.cache.clone()).collect();
+        let mut logits: Vec<Vec<f32>> = vec![first_logits; n];
+        loop {
+            let stop = cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+            let mut feed: Vec<(usize, u32)> = Vec::new();
+            for (i, s) in streams.iter_mut().enumerate() {
+                if s.is_done() {
+                    continue;
+                }
+                if stop {
+                    s.cancel();
+                    continue;
+                }
+                let (tok, delta_text) = s.step(&logits[i], tokenizer)?;
+                on_token(TokenEvent { sample: i, token: tok, text_delta: &delta_text });
+                if !s.is_done() {
+                    feed.push((i, tok));
+                }
+            }
+            if feed.is_empty() {
                 break;
             }
-        }
-        Ok(completions)
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_sample<B: Backend>(
-    model: &Qwen25Vl<B>,
-    tokenizer: Option<&QwenTokenizer>,
-    cache: &mut KvCache<B>,
-    delta: i64,
-    mut logits: Vec<f32>,
-    params: &SamplingParams,
-    rng: &mut Rng,
-    sample_index: usize,
-    on_token: &mut dyn FnMut(TokenEvent),
-    cancel: Option<&AtomicBool>,
-) -> Result<Completion, String> {
-    let mut ids: Vec<u32> = Vec::new();
-    let mut step_logits = Vec::new();
-    // `sent`: text already streamed. While stop strings are set, the last (longest stop − 1)
-    // bytes are held back so a stop string is never streamed.
-    let mut sent = String::new();
-    let hold = params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(1).saturating_sub(1);
-    let mut finish = FinishReason::Length;
-    let mut stop_cut: Option<usize> = None;
-    while ids.len() < params.max_new_tokens {
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            finish = FinishReason::Cancelled;
-            break;
-        }
-        if params.record_logits {
-            step_logits.push(logits.clone());
-        }
-        let tok = sample(&logits, params, rng) as u32;
-        ids.push(tok);
-        let mut done = false;
-        if params.eos_token_ids.contains(&tok) {
-            finish = FinishReason::Eos;
-            done = true;
-        }
-        let mut delta_text = String::new();
-        if let Some(t) = tokenizer {
-            let text = t.decode(&ids, true)?;
-            if !done {
-                if let Some((s, pos)) = params.stop_strings.iter().filter_map(|s| text.find(s.as_str()).map(|p| (s, p))).min_by_key(|x| x.1) {
-                    finish = FinishReason::Stop(s.clone());
-                    stop_cut = Some(pos);
-                    done = true;
-                }
-            }
-            if ids.len() >= params.max_new_tokens {
-                done = true;
-            }
-            let complete = !text.ends_with('\u{FFFD}') || done;
-            if complete && text.starts_with(sent.as_str()) {
-                let mut limit = match stop_cut {
-                    Some(p) => p,
-                    None if done => text.len(),
-                    None => text.len().saturating_sub(hold),
-                };
-                while limit > sent.len() && !text.is_char_boundary(limit) {
-                    limit -= 1;
-                }
-                if limit > sent.len() {
-                    delta_text = text[sent.len()..limit].to_string();
-                    sent.push_str(&delta_text);
-                }
+            let all = std::iter::once(&mut self.cache).chain(others.iter_mut());
+            let mut caches: Vec<&mut KvCache<B>> = all.enumerate().filter(|(i, _)| feed.iter().any(|f| f.0 == *i)).map(|(_, c)| c).collect();
+            let toks: Vec<u32> = feed.iter().map(|f| f.1).collect();
+            let rows = model.decode_rows(&toks, &vec![delta; toks.len()], &mut caches)?;
+            for ((i, _), l) in feed.iter().zip(rows) {
+                logits[*i] = l;
             }
         }
-        on_token(TokenEvent { sample: sample_index, token: tok, text_delta: &delta_text });
-        if done || ids.len() >= params.max_new_tokens {
-            break;
-        }
-        logits = model.decode_step(tok, delta, cache)?;
+        self.note_generated(streams[0].tokens());
+        streams.into_iter().map(|s| s.into_completion(tokenizer)).collect()
     }
-    let mut text = match tokenizer {
-        Some(t) => t.decode(&ids, true)?,
-        None => String::new(),
-    };
-    if let Some(p) = stop_cut {
-        text.truncate(p);
-    }
-    Ok(Completion { token_ids: ids, text, finish, step_logits })
 }
 
 #[cfg(test)]

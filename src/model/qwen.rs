@@ -65,6 +65,9 @@ pub struct ForwardOutput {
     /// With `collect_hidden`: the input embeddings, then each decoder layer's output, then the
     /// final norm output, each `[new positions][hidden]`.
     pub hidden: Vec<Vec<f32>>,
+    /// Wall time of the embedding step of a prefill: the vision tower over the new images and
+    /// videos (the device is synchronised before the clock stops).
+    pub vision_ms: f64,
 }
 
 /// Qwen2.5-VL on backend `B` with compute dtype `dtype` (f32 on the CPU, bf16 on CUDA).
@@ -187,9 +190,13 @@ impl<B: Backend> Qwen25Vl<B> {
         }
         let spans = self.vision_spans(input)?;
         let rope = self.rope_index(input)?;
+        let t0 = std::time::Instant::now();
         let x = self.embed_suffix(input, &spans, start)?;
+        let _ = B::sync(&self.device);
+        let vision_ms = t0.elapsed().as_secs_f64() * 1e3;
         let positions = [rope.positions[0][start..].to_vec(), rope.positions[1][start..].to_vec(), rope.positions[2][start..].to_vec()];
-        let out = self.forward_embeds(x, &positions, cache, all_logits, collect_hidden);
+        let mut out = self.forward_embeds(x, &positions, cache, all_logits, collect_hidden);
+        out.vision_ms = vision_ms;
         Ok((out, rope.delta))
     }
 
@@ -202,6 +209,41 @@ impl<B: Backend> Qwen25Vl<B> {
         let p = cache.len as i64 + delta;
         let positions = [vec![p], vec![p], vec![p]];
         Ok(self.forward_embeds(x, &positions, cache, false, false).logits)
+    }
+
+    /// Feed one token to each of several conversations at once (`tokens[b]` continues `caches[b]`
+    /// at position `caches[b].len + deltas[b]`) and return each row's logits. The linear layers
+    /// run once over all rows, so n conversations cost far less than n single steps.
+    pub fn decode_rows(&self, tokens: &[u32], deltas: &[i64], caches: &mut [&mut KvCache<B>]) -> Result<Vec<Vec<f32>>, String> {
+        let rows = tokens.len();
+        if deltas.len() != rows || caches.len() != rows {
+            return Err(format!("decode_rows: {rows} tokens, {} deltas, {} caches", deltas.len(), caches.len()));
+        }
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.text.vocab_size) {
+            return Err(format!("token id {t} is outside the vocabulary ({})", self.cfg.text.vocab_size));
+        }
+        let tc = &self.cfg.text;
+        let hd = tc.head_dim();
+        let ids: Vec<usize> = tokens.iter().map(|&t| t as usize).collect();
+        let x = self.weights.model.embed(index_tensor::<B>(&ids, &self.device)).cast(self.dtype);
+        let p: Vec<i64> = caches.iter().zip(deltas).map(|(c, d)| c.len as i64 + d).collect();
+        let (cos, sin) = text_cos_sin(tc, &[p.clone(), p.clone(), p]);
+        let cos = tensor::<B, 3>(cos, [rows, 1, hd], &self.device, DType::F32);
+        let sin = tensor::<B, 3>(sin, [rows, 1, hd], &self.device, DType::F32);
+        let out = self.weights.model.forward_rows(tc, x, &cos, &sin, caches);
+        let flat = to_vec(self.lm_head(out));
+        let vocab = tc.vocab_size;
+        Ok(flat.chunks(vocab).map(|c| c.to_vec()).collect())
+    }
+
+    fn lm_head(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
+        match &self.weights.lm_head {
+            Some(h) => h.forward(hidden),
+            None => hidden.matmul(self.weights.model.embed_tokens.weight.val().transpose()),
+        }
     }
 
     /// The decoder over given embeddings and positions.
@@ -217,10 +259,7 @@ impl<B: Backend> Qwen25Vl<B> {
         let (out, layers) = self.weights.model.forward(tc, x, &cos, &sin, cache, collect_hidden);
         let rows = if all_logits { len } else { 1 };
         let last = if all_logits { out.clone() } else { out.clone().narrow(0, len - 1, 1) };
-        let logits = match &self.weights.lm_head {
-            Some(h) => h.forward(last),
-            None => last.matmul(self.weights.model.embed_tokens.weight.val().transpose()),
-        };
+        let logits = self.lm_head(last);
         let mut hidden = Vec::new();
         if let Some(e) = embeds {
             hidden.push(to_vec(e));
@@ -228,6 +267,6 @@ impl<B: Backend> Qwen25Vl<B> {
                 hidden.push(to_vec(h));
             }
         }
-        ForwardOutput { logits: to_vec(logits), rows, hidden }
+        ForwardOutput { logits: to_vec(logits), rows, hidden, vision_ms: 0.0 }
     }
 }

@@ -118,23 +118,43 @@ impl<B: Backend> TextModel<B> {
         }
         (out, hidden)
     }
+
+    /// One new token per conversation: row `b` of `x` (`[rows, hidden]`) is the next token of
+    /// `caches[b]`, with its own position in `cos`/`sin` (`[rows, 1, head_dim]`). Every linear layer
+    /// runs once over all rows (the weights are read once per step), attention row by row.
+    pub fn forward_rows(&self, tc: &TextConfig, mut x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>, caches: &mut [&mut KvCache<B>]) -> Tensor<B, 2> {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_layernorm.forward(x.clone(), tc.rms_norm_eps);
+            let mut layer_caches: Vec<&mut Option<(Tensor<B, 3>, Tensor<B, 3>)>> = caches.iter_mut().map(|c| &mut c.layers[i]).collect();
+            let h = layer.self_attn.forward_rows(tc, h, cos, sin, &mut layer_caches);
+            x = x.add(h);
+            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps));
+            x = x.add(h);
+        }
+        for c in caches.iter_mut() {
+            c.len += 1;
+        }
+        self.norm.forward(x, tc.rms_norm_eps)
+    }
 }
 
 impl<B: Backend> SelfAttention<B> {
-    fn forward(
-        &self,
-        tc: &TextConfig,
-        x: Tensor<B, 2>,
-        cos: &Tensor<B, 3>,
-        sin: &Tensor<B, 3>,
-        cache: &mut Option<(Tensor<B, 3>, Tensor<B, 3>)>,
-    ) -> Tensor<B, 2> {
+    /// Rotated queries and keys and the values of `x`'s rows: `[h, len, hd]`, `[kvh, len, hd]` ×2.
+    fn project(&self, tc: &TextConfig, x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
         let [len, _] = x.dims();
         let (h, kvh, hd) = (tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim());
-        let rep = h / kvh;
         let q = apply_rotary(self.q_proj.forward(x.clone()).reshape([len, h, hd]), cos, sin).swap_dims(0, 1);
         let k = apply_rotary(self.k_proj.forward(x.clone()).reshape([len, kvh, hd]), cos, sin).swap_dims(0, 1);
         let v = self.v_proj.forward(x).reshape([len, kvh, hd]).swap_dims(0, 1);
+        (q, k, v)
+    }
+
+    /// Append `k`/`v` to the cache and attend `q` (positions after the cached ones) to it;
+    /// returns `[len, h * hd]` before `o_proj`.
+    fn attend(tc: &TextConfig, q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>, cache: &mut Option<(Tensor<B, 3>, Tensor<B, 3>)>) -> Tensor<B, 2> {
+        let len = q.dims()[1];
+        let (h, kvh, hd) = (tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim());
+        let rep = h / kvh;
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
             None => (k, v),
@@ -142,7 +162,7 @@ impl<B: Backend> SelfAttention<B> {
         *cache = Some((k.clone(), v.clone()));
         let total = k.dims()[1];
         let scale = (hd as f64).powf(-0.5);
-        let o = if len == 1 {
+        if len == 1 {
             // Decoding: query heads grouped by their KV head, [kvh, rep, hd] against [kvh, total, hd]
             // (faster than the fused kernel for one query row).
             let qg = q.reshape([kvh, rep, hd]);
@@ -155,7 +175,30 @@ impl<B: Backend> SelfAttention<B> {
             let opts = AttentionModuleOptions { scale: Some(scale), softcap: None, is_causal: true };
             let o = attention(q.unsqueeze_dim::<4>(0), expand(k), expand(v), None, None, opts);
             o.reshape([h, len, hd]).swap_dims(0, 1).reshape([len, h * hd])
-        };
-        self.o_proj.forward(o)
+        }
+    }
+
+    fn forward(
+        &self,
+        tc: &TextConfig,
+        x: Tensor<B, 2>,
+        cos: &Tensor<B, 3>,
+        sin: &Tensor<B, 3>,
+        cache: &mut Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+    ) -> Tensor<B, 2> {
+        let (q, k, v) = self.project(tc, x, cos, sin);
+        self.o_proj.forward(Self::attend(tc, q, k, v, cache))
+    }
+
+    /// One new token for each of several conversations (row `b` of `x` continues `caches[b]`):
+    /// the projections run on all rows at once, attention per row against its own cache.
+    fn forward_rows(&self, tc: &TextConfig, x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>, caches: &mut [&mut Option<(Tensor<B, 3>, Tensor<B, 3>)>]) -> Tensor<B, 2> {
+        let (q, k, v) = self.project(tc, x, cos, sin);
+        let rows: Vec<Tensor<B, 2>> = caches
+            .iter_mut()
+            .enumerate()
+            .map(|(b, cache)| Self::attend(tc, q.clone().narrow(1, b, 1), k.clone().narrow(1, b, 1), v.clone().narrow(1, b, 1), cache))
+            .collect();
+        self.o_proj.forward(Tensor::cat(rows, 0))
     }
 }

@@ -9,6 +9,7 @@
 //! conversation that grows by one turn is only prefilled for the new part and every image goes
 //! through the vision tower once; [`ScriptedResponder`] replays fixed texts (tests, demos).
 
+mod engine;
 mod model_responder;
 mod replay;
 mod vilavt;
@@ -66,7 +67,8 @@ pub struct RolloutConfig {
     /// `auto` | `cpu` | `cuda` | `cuda:N`.
     pub device: String,
     pub profile: RunProfile,
-    /// Trajectories per sample (pass@k). They run one after the other on one loaded model.
+    /// Trajectories per sample (pass@k). With a model they are generated together (batched
+    /// decoding on one loaded model); a scripted responder runs them one after the other.
     pub n: usize,
     /// Trajectory k, turn t samples with seed `seed + 1_000_003·k + t`.
     pub seed: u64,
@@ -85,6 +87,10 @@ pub struct RolloutConfig {
     pub protocol: Protocol,
     /// ViLaVT image budget of inputs and zoom-ins (the record's `max_pixels`; default 200,704).
     pub vilavt_max_pixels: Option<f64>,
+    /// Generate the n trajectories together (batched decoding) when the responder can; `false`
+    /// runs them one after the other (the batch composition then never varies, so sampled runs
+    /// repeat bit for bit).
+    pub batch: bool,
 }
 
 impl Default for RolloutConfig {
@@ -103,6 +109,7 @@ impl Default for RolloutConfig {
             max_total_tokens: None,
             protocol: Protocol::Vilasr,
             vilavt_max_pixels: None,
+            batch: true,
         }
     }
 }
@@ -201,6 +208,25 @@ pub struct Generated {
     /// `Stop` (EOS), `Length` or `Cancelled`.
     pub finish: FinishReason,
     pub tokens: usize,
+    /// The turn's prefill (new prompt tokens, the vision tower over new images included) and the
+    /// vision tower's share of it; `None` when the responder has no model.
+    pub prefill_ms: Option<f64>,
+    pub vision_ms: Option<f64>,
+    /// Prompt tokens taken from the KV cache, and prefilled, for this turn.
+    pub prompt_reused: Option<usize>,
+    pub prompt_prefilled: Option<usize>,
+}
+
+impl Generated {
+    /// A turn from a responder without a model (no prefill accounting).
+    pub fn text_only(text: String, finish: FinishReason, tokens: usize) -> Self {
+        Generated { text, finish, tokens, prefill_ms: None, vision_ms: None, prompt_reused: None, prompt_prefilled: None }
+    }
+
+    /// The turn's timings: the whole generate call, the executor, and the prefill split.
+    pub fn timings(&self, generate_ms: f64, execute_ms: Option<f64>) -> TurnTimings {
+        TurnTimings { generate_ms: Some(generate_ms), execute_ms, generated_tokens: Some(self.tokens as u32), prefill_ms: self.prefill_ms, vision_ms: self.vision_ms }
+    }
 }
 
 /// The model side of the loop: one conversation at a time, grown turn by turn.
@@ -221,6 +247,12 @@ pub trait Responder: Send {
     fn append(&mut self, text: &str, images: &[RgbImage], status: &mut dyn FnMut(String)) -> Result<(), String>;
     /// Tokens `text` takes (the RL budget counts observation texts).
     fn count_tokens(&self, text: &str) -> Result<usize, String>;
+    /// `n` more responders on the same loaded model whose conversations can run on their own
+    /// threads and are generated together (batched); `None` when this responder cannot (then the
+    /// n trajectories of a run go one after the other). Called after `prepare`.
+    fn concurrent(&mut self, _n: usize) -> Option<Vec<Box<dyn Responder>>> {
+        None
+    }
 }
 
 /// Replays fixed assistant texts as a "model": trajectory k uses `scripts[k % len]`, turn t its
@@ -267,10 +299,10 @@ impl Responder for ScriptedResponder {
         let mut tokens = 0;
         for w in word_tokens(&full) {
             if cancel.load(Ordering::Relaxed) {
-                return Ok(Generated { text, finish: FinishReason::Cancelled, tokens });
+                return Ok(Generated::text_only(text, FinishReason::Cancelled, tokens));
             }
             if tokens >= max_new_tokens {
-                return Ok(Generated { text, finish: FinishReason::Length, tokens });
+                return Ok(Generated::text_only(text, FinishReason::Length, tokens));
             }
             if !self.token_delay.is_zero() {
                 std::thread::sleep(self.token_delay);
@@ -280,7 +312,7 @@ impl Responder for ScriptedResponder {
             on_text(w);
         }
         // The EOS token.
-        Ok(Generated { text, finish: FinishReason::Stop, tokens: tokens + 1 })
+        Ok(Generated::text_only(text, FinishReason::Stop, tokens + 1))
     }
     fn accept_generated(&mut self) -> Result<(), String> {
         Ok(())
@@ -335,7 +367,8 @@ struct Job {
 
 struct Emitter {
     tx: SyncSender<RolloutEvent>,
-    wake: Box<dyn Fn() + Send>,
+    /// Behind a lock so the trajectories of a batched run can emit from their own threads.
+    wake: std::sync::Mutex<Box<dyn Fn() + Send>>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -345,14 +378,16 @@ impl Emitter {
             // Nobody listens any more: stop the run.
             self.cancel.store(true, Ordering::Relaxed);
         }
-        (self.wake)();
+        if let Ok(w) = self.wake.lock() {
+            (*w)();
+        }
     }
 }
 
 fn spawn(job: Job, mut responder: Box<dyn Responder>, wake: Box<dyn Fn() + Send>) -> RolloutHandle {
     let (tx, rx) = sync_channel(256);
     let cancel = Arc::new(AtomicBool::new(false));
-    let em = Emitter { tx, wake, cancel: cancel.clone() };
+    let em = Emitter { tx, wake: std::sync::Mutex::new(wake), cancel: cancel.clone() };
     let thread = std::thread::Builder::new().name("sightline-rollout".into()).spawn(move || {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&job, responder.as_mut(), &em)));
         let pass = match outcome {
@@ -459,44 +494,74 @@ fn run_job(job: &Job, responder: &mut dyn Responder, em: &Emitter) -> Result<Opt
         return Err("n must be at least 1".into());
     }
     let protocol = job.fork.as_ref().map(|(p, _)| p.protocol).unwrap_or(cfg.protocol);
+    if let Some((parent, fork)) = &job.fork {
+        check_fork(parent, fork)?;
+    }
     if protocol == Protocol::Vilavt {
-        if job.fork.is_some() {
-            return Err("forks of ViLaVT trajectories are not implemented yet (ViLaSR only)".into());
-        }
         let ctx = vilavt::Context::new(sample, &job.base_dir, cfg)?;
-        return run_all(job, responder, em, &mut |job, responder, k, root| vilavt::run_one(job, responder, em, k, &ctx, root));
+        return run_all(job, responder, em, &|job, responder, k, root| vilavt::run_one(job, responder, em, k, &ctx, root));
     }
     let profile = cfg.profile.core();
     let limits = profile.limits();
     let inputs = load_inputs(sample, &job.base_dir, limits.max_pixels)?;
     let style = prompt_style(sample, cfg.profile)?;
     let first = first_prompt(sample, &inputs, style)?;
-    if let Some((_, fork)) = &job.fork {
-        check_fork(job.fork.as_ref().map(|(p, _)| p).unwrap(), fork)?;
-    }
-    run_all(job, responder, em, &mut |job, responder, k, root| run_one(job, responder, em, k, &inputs, &first, root))
+    run_all(job, responder, em, &|job, responder, k, root| run_one(job, responder, em, k, &inputs, &first, root))
 }
 
-type OneRun<'a> = dyn FnMut(&Job, &mut dyn Responder, usize, &Path) -> Result<(Trajectory, Option<PathBuf>), String> + 'a;
+type OneRun<'a> = dyn Fn(&Job, &mut dyn Responder, usize, &Path) -> Result<(Trajectory, Option<PathBuf>), String> + Sync + 'a;
 
-/// Load the model, run the n trajectories one after the other, and compute pass@n.
-fn run_all(job: &Job, responder: &mut dyn Responder, em: &Emitter, one: &mut OneRun) -> Result<Option<f64>, String> {
+/// Load the model, run the n trajectories, and compute pass@n. With a responder that supports it
+/// (a model) the n trajectories run on their own threads and are generated together, one batched
+/// decode step for all of them; otherwise one after the other.
+fn run_all(job: &Job, responder: &mut dyn Responder, em: &Emitter, one: &OneRun) -> Result<Option<f64>, String> {
     let sample = &job.sample;
     let cfg = &job.config;
     em.send(RolloutEvent::Status("loading model…".into()));
     responder.prepare(&mut |s| em.send(RolloutEvent::Status(s)))?;
     let root = cfg.out_dir.clone().unwrap_or_else(temp_root);
+    let together = if cfg.n > 1 && cfg.batch { responder.concurrent(cfg.n) } else { None };
+    let outcomes: Vec<(usize, Result<(Trajectory, Option<PathBuf>), String>)> = match together {
+        Some(clients) => {
+            em.send(RolloutEvent::Status(format!("{} trajectories generated together (batched decoding)", cfg.n)));
+            std::thread::scope(|s| {
+                let root = &root;
+                let handles: Vec<_> = clients
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, mut client)| {
+                        em.send(RolloutEvent::Started { k });
+                        s.spawn(move || {
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(job, client.as_mut(), k, root)));
+                            let r = r.unwrap_or_else(|_| Err("the trajectory's thread panicked".into()));
+                            report(em, k, &r);
+                            r
+                        })
+                    })
+                    .collect();
+                handles.into_iter().enumerate().map(|(k, h)| (k, h.join().unwrap_or_else(|_| Err("the trajectory's thread panicked".into())))).collect()
+            })
+        }
+        None => {
+            let mut out = Vec::new();
+            for k in 0..cfg.n {
+                if em.cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+                em.send(RolloutEvent::Started { k });
+                let r = one(job, responder, k, &root);
+                report(em, k, &r);
+                out.push((k, r));
+            }
+            out
+        }
+    };
     let mut scored = 0usize;
     let mut passed = 0usize;
-    let mut all_scored = sample.ground_truth.is_some();
-    for k in 0..cfg.n {
-        if em.cancel.load(Ordering::Relaxed) {
-            all_scored = false;
-            break;
-        }
-        em.send(RolloutEvent::Started { k });
-        match one(job, responder, k, &root) {
-            Ok((traj, dir)) => {
+    let mut all_scored = sample.ground_truth.is_some() && outcomes.len() == cfg.n;
+    for (_, r) in &outcomes {
+        match r {
+            Ok((traj, _)) => {
                 if traj.finish_reason == Some(FinishReason::Cancelled) {
                     all_scored = false;
                 }
@@ -506,15 +571,19 @@ fn run_all(job: &Job, responder: &mut dyn Responder, em: &Emitter, one: &mut One
                         passed += 1;
                     }
                 }
-                em.send(RolloutEvent::Finished { k, trajectory: traj, dir });
             }
-            Err(message) => {
-                all_scored = false;
-                em.send(RolloutEvent::Failed { k: Some(k), message });
-            }
+            Err(_) => all_scored = false,
         }
     }
     Ok(if all_scored { pass_at_k(scored, passed, cfg.n) } else { None })
+}
+
+/// Tell the listener how trajectory k ended.
+fn report(em: &Emitter, k: usize, r: &Result<(Trajectory, Option<PathBuf>), String>) {
+    match r {
+        Ok((trajectory, dir)) => em.send(RolloutEvent::Finished { k, trajectory: trajectory.clone(), dir: dir.clone() }),
+        Err(message) => em.send(RolloutEvent::Failed { k: Some(k), message: message.clone() }),
+    }
 }
 
 fn check_fork(parent: &Trajectory, fork: &ForkSpec) -> Result<(), String> {
@@ -731,7 +800,7 @@ fn run_one(
         )?;
         let generate_ms = t0.elapsed().as_secs_f64() * 1e3;
         let (mut turn, new_images) = lp.apply(turn_no, &g.text, g.finish.clone(), g.tokens, responder, rl_budget)?;
-        turn.timings = TurnTimings { generate_ms: Some(generate_ms), execute_ms: turn.timings.execute_ms, generated_tokens: Some(g.tokens as u32) };
+        turn.timings = g.timings(generate_ms, turn.timings.execute_ms);
         let regenerate = turn.finish_reason.is_none() && turn.observation_text.is_none();
         if !regenerate && lp.session.finished.is_none() {
             responder.accept_generated()?;

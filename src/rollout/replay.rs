@@ -1,12 +1,15 @@
-//! Replay: push a recorded ViLaSR trajectory's assistant turns through the executor without a
-//! model and compare every stored observation image with what the executor renders now (size and
-//! pixels), plus the observation numbering and texts.
+//! Replay: push a recorded trajectory's assistant turns through the executor without a model and
+//! compare every stored observation image with what the executor renders now (size and pixels),
+//! plus the observation numbering, texts and finish reasons. ViLaSR trajectories go through the
+//! drawing executor ([`VilasrSession`]), ViLaVT ones through the zoom-in executor
+//! ([`VilavtSession`]; the inputs must be the original files, as Sightline saves them).
 
 use super::resolve;
 use crate::core::executor::{ExecutorFixes, Profile};
 use crate::core::resize::{fetch_image, DEFAULT_MIN_PIXELS};
 use crate::core::session::VilasrSession;
-use crate::core::trajectory::{FinishReason, Protocol, Trajectory};
+use crate::core::trajectory::{FinishReason, Observation, Protocol, Trajectory};
+use crate::core::vilavt_session::{VilavtSession, VILAVT_DEFAULT_MAX_PIXELS, VILAVT_DEFAULT_MAX_STEPS};
 use image::RgbImage;
 use std::path::Path;
 
@@ -28,8 +31,8 @@ fn open(base: &Path, p: &str) -> Result<RgbImage, String> {
 
 /// Replay `traj`, whose image paths are relative to `base_dir` (its folder).
 pub fn replay(traj: &Trajectory, base_dir: &Path) -> Result<ReplayReport, String> {
-    if traj.protocol != Protocol::Vilasr {
-        return Err(format!("trajectory {:?}: replay of {} trajectories is not implemented (ViLaSR only)", traj.id, traj.protocol));
+    if traj.protocol == Protocol::Vilavt {
+        return replay_vilavt(traj, base_dir);
     }
     let profile = match traj.profile.as_deref() {
         Some("rl") => Profile::Rl,
@@ -98,27 +101,92 @@ pub fn replay(traj: &Trajectory, base_dir: &Path) -> Result<ReplayReport, String
         if stored_text.is_some() && applied.observation_text != stored_text {
             rep.mismatches.push(format!("turn {t}: the observation text differs"));
         }
-        for (o, (n, on)) in turn.observations.iter().zip(&applied.new_images) {
-            // drawn_on 0: the imported data does not say which image it was drawn on.
-            if o.number as usize != *n || (o.drawn_on != 0 && o.drawn_on as usize != *on) {
-                rep.mismatches.push(format!("turn {t}: image {} drawn on {} stored, the executor made image {n} drawn on {on}", o.number, o.drawn_on));
-            }
-            let stored = open(base_dir, &o.image.path)?;
-            let now = &session.images[n - 1];
-            rep.observations_checked += 1;
-            if stored.dimensions() != now.dimensions() {
-                let (a, b) = (stored.dimensions(), now.dimensions());
-                rep.mismatches.push(format!("turn {t}, image {}: stored {}×{}, rendered {}×{}", o.number, a.0, a.1, b.0, b.1));
-                continue;
-            }
-            let diff = stored.pixels().zip(now.pixels()).filter(|(a, b)| a != b).count();
-            if diff > 0 {
-                rep.mismatches.push(format!("turn {t}, image {}: {diff} pixel(s) differ", o.number));
-            }
-        }
+        compare_observations(&mut rep, t, &turn.observations, &applied.new_images, &session.images, base_dir)?;
         if session.finished.is_some() {
             if t + 1 < traj.turns.len() {
                 rep.mismatches.push(format!("turn {t} ends the sample but the trajectory has {} more turn(s)", traj.turns.len() - t - 1));
+            }
+            break;
+        }
+    }
+    Ok(rep)
+}
+
+/// Compare the stored observations of turn `t` with the executor's new images `(number, drawn on)`.
+fn compare_observations(rep: &mut ReplayReport, t: usize, stored: &[Observation], made: &[(usize, usize)], images: &[RgbImage], base_dir: &Path) -> Result<(), String> {
+    for (o, (n, on)) in stored.iter().zip(made) {
+        // drawn_on 0: the imported data does not say which image it was drawn on.
+        if o.number as usize != *n || (o.drawn_on != 0 && o.drawn_on as usize != *on) {
+            rep.mismatches.push(format!("turn {t}: image {} drawn on {} stored, the executor made image {n} drawn on {on}", o.number, o.drawn_on));
+        }
+        let img = open(base_dir, &o.image.path)?;
+        let now = &images[n - 1];
+        rep.observations_checked += 1;
+        if img.dimensions() != now.dimensions() {
+            let (a, b) = (img.dimensions(), now.dimensions());
+            rep.mismatches.push(format!("turn {t}, image {}: stored {}×{}, rendered {}×{}", o.number, a.0, a.1, b.0, b.1));
+            continue;
+        }
+        let diff = img.pixels().zip(now.pixels()).filter(|(a, b)| a != b).count();
+        if diff > 0 {
+            rep.mismatches.push(format!("turn {t}, image {}: {diff} pixel(s) differ", o.number));
+        }
+    }
+    Ok(())
+}
+
+/// Replay a ViLaVT trajectory: each response through the zoom-in executor, with the image budget
+/// and step count its record carries (`max_pixels`, `max_num_steps`; else the defaults).
+fn replay_vilavt(traj: &Trajectory, base_dir: &Path) -> Result<ReplayReport, String> {
+    let extra = |k: &str| traj.sample.extra.get(k).and_then(|v| v.as_f64());
+    let max_pixels = extra("max_pixels").unwrap_or(VILAVT_DEFAULT_MAX_PIXELS);
+    let max_steps = extra("max_num_steps").map(|v| v as usize).unwrap_or(VILAVT_DEFAULT_MAX_STEPS);
+    let (mut files, mut shown) = (Vec::new(), Vec::new());
+    for r in traj.sample.media.images() {
+        let file = open(base_dir, &r.path)?;
+        shown.push(fetch_image(image::DynamicImage::ImageRgb8(file.clone()), DEFAULT_MIN_PIXELS, max_pixels).map_err(|e| format!("{}: {e}", resolve(base_dir, &r.path).display()))?);
+        files.push(file);
+    }
+    if files.is_empty() {
+        return Err(format!("trajectory {:?} has no input images", traj.id));
+    }
+    let mut session = VilavtSession::new(files, shown, max_pixels, max_steps);
+    let mut rep = ReplayReport::default();
+    for (t, turn) in traj.turns.iter().enumerate() {
+        rep.turns += 1;
+        if turn.finish_reason == Some(FinishReason::Cancelled) {
+            if !turn.observations.is_empty() {
+                rep.mismatches.push(format!("turn {t}: cancelled but stores {} observation(s)", turn.observations.len()));
+            }
+            break;
+        }
+        if !session.can_generate() {
+            rep.mismatches.push(format!("turn {t}: the step counter or image limit allows no further generation, but the trajectory has one"));
+            break;
+        }
+        let gen = match turn.finish_reason {
+            Some(FinishReason::Length) => FinishReason::Length,
+            Some(FinishReason::Rule) => FinishReason::Rule,
+            _ => FinishReason::Stop,
+        };
+        let applied = session.apply(&turn.assistant_text, gen);
+        if applied.new_images.len() != turn.observations.len() {
+            rep.mismatches.push(format!("turn {t}: the executor makes {} zoom-in(s), the trajectory stores {}", applied.new_images.len(), turn.observations.len()));
+        }
+        if applied.finish_reason != turn.finish_reason {
+            rep.mismatches.push(format!(
+                "turn {t}: finish reason {} now, {} stored",
+                applied.finish_reason.as_ref().map(|f| f.as_str()).unwrap_or("none"),
+                turn.finish_reason.as_ref().map(|f| f.as_str()).unwrap_or("none")
+            ));
+        }
+        if applied.observation_text != turn.observation_text {
+            rep.mismatches.push(format!("turn {t}: the tool-response text differs"));
+        }
+        compare_observations(&mut rep, t, &turn.observations, &applied.new_images, &session.images, base_dir)?;
+        if session.finished.is_some() {
+            if t + 1 < traj.turns.len() {
+                rep.mismatches.push(format!("turn {t} ends the trajectory but it has {} more turn(s)", traj.turns.len() - t - 1));
             }
             break;
         }

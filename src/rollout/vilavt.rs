@@ -1,27 +1,23 @@
-//! The ViLaVT loop (protocol §7.3) on a standard Qwen2.5-VL checkpoint: generate, parse the
-//! first `<tool>` call, validate and plan it with `core::zoomin` (crops from the original file,
-//! at most 2× the current resolution, Lanczos then `fetch_image`), append the zoom-in images in a
-//! `<tool_response>` user turn, and continue until an answer, `length`, `Zoomin failed`,
-//! `TooManyImages` (52 images) or the step counter (`max_num_steps`, default 5) runs out.
-//! ViLaVT's text-conditioned vision encoder is not implemented: queries do not reach the vision
-//! tower.
+//! The ViLaVT loop (protocol §7.3) on a standard Qwen2.5-VL checkpoint: generate, execute the
+//! response with the core's [`VilavtSession`] (the first `<tool>` call's zoom-ins, cropped from the
+//! original files), append the zoom-in images in a `<tool_response>` user turn, and continue until
+//! an answer, `length`, `Zoomin failed`, `TooManyImages` (52 images) or the step counter
+//! (`max_num_steps`, default 5) runs out. Forks re-execute the kept turns the same way; saved
+//! trajectories keep the original files as their inputs and the `max_pixels` / `max_num_steps`
+//! used, so they can be forked and replayed. ViLaVT's text-conditioned vision encoder is not
+//! implemented: queries do not reach the vision tower.
 
 use super::{resolve, safe_name, save, Emitter, Generated, Job, Responder, RolloutConfig, RolloutEvent};
-use crate::core::actions::{parse_vilavt_tool, VilavtParse};
 use crate::core::prompts::{self, ContentItem, EOS_TEXT};
-use crate::core::pyliteral::PyValue;
 use crate::core::resize::{fetch_image, DEFAULT_MIN_PIXELS};
 use crate::core::rewards::vilavt as vt_reward;
-use crate::core::trajectory::{ActionKind, ActionRecord, FinishReason, ImageRef, Observation, Protocol, Sample, Trajectory, Turn, TurnTimings};
-use crate::core::zoomin::{plan_zoomin, render_zoomin, ShownImage};
+use crate::core::trajectory::{FinishReason, ForkOrigin, ImageRef, Observation, Protocol, Sample, Trajectory, Turn};
+pub use crate::core::vilavt_session::{streamed_regions, VILAVT_DEFAULT_MAX_PIXELS};
+use crate::core::vilavt_session::{VilavtApplied, VilavtSession, VILAVT_DEFAULT_MAX_STEPS};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The ViLaVT RL rollout's image limit.
-pub const VILAVT_MAX_IMAGES: usize = 52;
-/// The RL run's default image budget (records may carry their own `max_pixels`).
-pub const VILAVT_DEFAULT_MAX_PIXELS: f64 = 200_704.0;
 /// Said once per run.
 pub const VILAVT_ENCODER_NOTICE: &str = "ViLaVT's text-conditioned vision encoder is not implemented: using the checkpoint as a standard Qwen2.5-VL";
 
@@ -32,11 +28,23 @@ pub struct Context {
     prompt: String,
     first_user_text: String,
     max_pixels: f64,
+    max_steps: usize,
+}
+
+/// A number in the sample's record (`max_pixels`, `max_num_steps`); `None` when absent or null.
+fn record_number(sample: &Sample, key: &str) -> Option<f64> {
+    sample.extra.get(key).and_then(|v| v.as_f64())
 }
 
 impl Context {
+    /// The run's inputs. The image budget and step count come from the run's settings, else from
+    /// the record (`max_pixels`, `max_num_steps`), else the reference's defaults.
     pub fn new(sample: &Sample, base: &Path, cfg: &RolloutConfig) -> Result<Self, String> {
-        let max_pixels = cfg.vilavt_max_pixels.unwrap_or(VILAVT_DEFAULT_MAX_PIXELS);
+        let max_pixels = cfg.vilavt_max_pixels.or_else(|| record_number(sample, "max_pixels")).unwrap_or(VILAVT_DEFAULT_MAX_PIXELS);
+        let max_steps = cfg.max_turns.or_else(|| record_number(sample, "max_num_steps").map(|v| v as usize)).unwrap_or(VILAVT_DEFAULT_MAX_STEPS);
+        if !(max_pixels >= 1.0) {
+            return Err(format!("sample {:?}: max_pixels must be at least 1, got {max_pixels}", sample.id));
+        }
         let refs = sample.media.images();
         if refs.is_empty() {
             return Err(format!("sample {:?} has no input images", sample.id));
@@ -63,59 +71,24 @@ impl Context {
                 ContentItem::Text { text } => text.clone(),
             })
             .collect();
-        Ok(Context { files, shown, prompt, first_user_text, max_pixels })
+        Ok(Context { files, shown, prompt, first_user_text, max_pixels, max_steps })
+    }
+
+    /// A fresh executor for one trajectory.
+    pub fn session(&self) -> VilavtSession {
+        VilavtSession::new(self.files.clone(), self.shown.clone(), self.max_pixels, self.max_steps)
     }
 }
 
-fn region_records(value: &PyValue, query: &str) -> Vec<ActionRecord> {
-    let Some(PyValue::List(items)) = value.get("region") else { return Vec::new() };
-    items
-        .iter()
-        .map(|r| ActionRecord {
-            kind: ActionKind::Region,
-            index: match r.get("index") {
-                Some(PyValue::Int(i)) => Some(*i),
-                _ => None,
-            },
-            bbox_2d: match r.get("bbox_2d") {
-                Some(PyValue::List(v)) | Some(PyValue::Tuple(v)) if v.len() == 4 => (|| Some([v[0].as_f64()?, v[1].as_f64()?, v[2].as_f64()?, v[3].as_f64()?]))(),
-                _ => None,
-            },
-            start_point_2d: None,
-            end_point_2d: None,
-            label: None,
-            query: Some(query.to_string()),
-            block: 0,
-            raw: r.to_json(),
-        })
-        .collect()
-}
-
-/// The parsed `<tool>` call of a streamed text, once its `</tool>` has arrived.
-pub(super) fn streamed_regions(text: &str) -> Option<Vec<ActionRecord>> {
-    if !text.contains("</tool>") {
-        return None;
+/// A recorded turn from what the executor made of a response.
+fn turn_of(text: &str, applied: &VilavtApplied, session: &VilavtSession) -> Turn {
+    let mut turn = Turn { assistant_text: text.to_string(), actions: applied.actions.clone(), notes: applied.notes.clone(), finish_reason: applied.finish_reason.clone(), ..Default::default() };
+    for &(n, on) in &applied.new_images {
+        let img = &session.images[n - 1];
+        turn.observations.push(Observation { number: n as u32, drawn_on: on as u32, image: ImageRef::with_size(format!("images/image-{n}.png"), img.width(), img.height()) });
     }
-    match parse_vilavt_tool(text) {
-        VilavtParse::Parsed { value, .. } => {
-            let q = value.get("query").map(|q| q.py_str()).unwrap_or_default();
-            Some(region_records(&value, &q))
-        }
-        _ => Some(Vec::new()),
-    }
-}
-
-fn tool_response_text(zoomins: &[(usize, u32, u32)], final_prompt: bool) -> String {
-    let mut s = String::from("<|im_end|>\n<|im_start|>user\n");
-    for c in prompts::vilavt_tool_response(zoomins, final_prompt) {
-        match c {
-            ContentItem::Image => s.push_str(prompts::IMAGE_TRIPLE),
-            ContentItem::Video => s.push_str(prompts::VIDEO_TRIPLE),
-            ContentItem::Text { text } => s.push_str(&text),
-        }
-    }
-    s.push_str("<|im_end|>\n<|im_start|>assistant\n");
-    s
+    turn.observation_text = applied.observation_text.clone();
+    turn
 }
 
 pub(super) fn run_one(job: &Job, responder: &mut dyn Responder, em: &Emitter, k: usize, ctx: &Context, root: &Path) -> Result<(Trajectory, Option<PathBuf>), String> {
@@ -124,33 +97,61 @@ pub(super) fn run_one(job: &Job, responder: &mut dyn Responder, em: &Emitter, k:
     if k == 0 {
         em.send(RolloutEvent::Status(VILAVT_ENCODER_NOTICE.into()));
     }
-    let id = format!("{}-{k}", sample.id);
+    let id = match &job.fork {
+        Some((parent, fork)) => format!("{}-fork{}-{k}", parent.id, fork.turn),
+        None => format!("{}-{k}", sample.id),
+    };
     let dir = root.join(safe_name(&id));
     let mut traj = Trajectory::new(id, Protocol::Vilavt, sample.clone());
     traj.system_prompt = Some(prompts::VILAVT_SYSTEM.to_string());
     traj.first_user_text = Some(ctx.first_user_text.clone());
     traj.profile = Some("rl".into());
     traj.model = Some(responder.name());
+    traj.fork_of = job.fork.as_ref().map(|(p, f)| ForkOrigin { parent_id: p.id.clone(), turn: f.turn });
+    // Record the settings used, so a fork or replay of this trajectory uses them too.
+    traj.sample.extra.insert("max_pixels".into(), serde_json::json!(ctx.max_pixels));
+    traj.sample.extra.insert("max_num_steps".into(), serde_json::json!(ctx.max_steps));
     responder.begin(k, &ctx.prompt, &ctx.shown, &mut |s| em.send(RolloutEvent::Status(s)))?;
 
-    let mut images = ctx.shown.clone();
-    let mut info: Vec<ShownImage> = ctx
-        .shown
-        .iter()
-        .zip(&ctx.files)
-        .map(|(s, f)| ShownImage { width: s.width(), height: s.height(), region: [0.0, 0.0, 1.0, 1.0], file_width: f.width(), file_height: f.height() })
-        .collect();
-    // The source file of every image (zoom-ins crop their source's file).
-    let mut file_of: Vec<usize> = (0..images.len()).collect();
+    let mut session = ctx.session();
     let mut sequence = ctx.prompt.clone();
-    let mut counter = cfg.max_turns.unwrap_or(5).max(1) as i64;
-    let mut finished: Option<FinishReason> = None;
     let mut last_gen: Option<FinishReason> = None;
     let max_new = cfg.max_new_tokens.unwrap_or(1024);
     let temperature = cfg.temperature.unwrap_or(1.0);
     let top_p = cfg.top_p.unwrap_or(1.0);
 
-    while counter > 0 && images.len() <= VILAVT_MAX_IMAGES {
+    // Fork: the kept prefix, executed again (and the edited turn, when given).
+    if let Some((parent, fork)) = &job.fork {
+        let mut kept: Vec<String> = parent.turns[..fork.turn].iter().map(|t| t.assistant_text.clone()).collect();
+        if let Some(e) = &fork.edited_text {
+            kept.push(e.clone());
+        }
+        for (t, text) in kept.iter().enumerate() {
+            let t1 = Instant::now();
+            let applied = session.apply(text, FinishReason::Stop);
+            let mut turn = turn_of(text, &applied, &session);
+            turn.notes.insert(0, if t < fork.turn { format!("kept from {}", parent.id) } else { "edited by the user".into() });
+            write_observations(&turn, &session, &dir, em, k, t)?;
+            turn.timings.execute_ms = Some(t1.elapsed().as_secs_f64() * 1e3);
+            last_gen = Some(FinishReason::Stop);
+            if !applied.regenerate {
+                sequence.push_str(text);
+                responder.append(text, &[], &mut |s| em.send(RolloutEvent::Status(s)))?;
+            }
+            if let Some(obs) = &turn.observation_text {
+                sequence.push_str(obs);
+                let new: Vec<RgbImage> = applied.new_images.iter().map(|(n, _)| session.images[n - 1].clone()).collect();
+                responder.append(obs, &new, &mut |s| em.send(RolloutEvent::Status(s)))?;
+            }
+            em.send(RolloutEvent::TurnFinished { k, turn: t, record: turn.clone() });
+            traj.turns.push(turn);
+            if session.finished.is_some() || !session.can_generate() {
+                break;
+            }
+        }
+    }
+
+    while session.can_generate() {
         let turn_no = traj.turns.len();
         let seed = cfg.seed.wrapping_add(1_000_003u64.wrapping_mul(k as u64)).wrapping_add(turn_no as u64);
         let mut so_far = String::new();
@@ -179,115 +180,29 @@ pub(super) fn run_one(job: &Job, responder: &mut dyn Responder, em: &Emitter, k:
             &em.cancel,
         )?;
         let generate_ms = t0.elapsed().as_secs_f64() * 1e3;
-        counter -= 1;
         let t1 = Instant::now();
-        let mut turn = Turn { assistant_text: g.text.clone(), ..Default::default() };
         last_gen = Some(g.finish.clone());
-        let mut new_images: Vec<RgbImage> = Vec::new();
-        let done = match &g.finish {
-            FinishReason::Cancelled => {
-                turn.notes.push("stopped by the user".into());
-                Some(FinishReason::Cancelled)
-            }
-            FinishReason::Length | FinishReason::Rule => Some(g.finish.clone()),
-            FinishReason::Stop if g.text.contains("<answer>") && g.text.contains("</answer>") => Some(FinishReason::Stop),
-            _ => None,
-        };
-        if let Some(r) = done {
+        let applied = session.apply(&g.text, g.finish.clone());
+        let mut turn = turn_of(&g.text, &applied, &session);
+        if !applied.regenerate {
             sequence.push_str(&g.text);
-            turn.finish_reason = Some(r.clone());
-            finished = Some(r);
-        } else {
-            let parsed = parse_vilavt_tool(&g.text);
-            let value = match &parsed {
-                VilavtParse::Parsed { value, .. } => Some(value),
-                VilavtParse::NoneResult { reason } => {
-                    turn.notes.push(reason.clone());
-                    None
-                }
-                VilavtParse::Raised { exception, message } => {
-                    turn.notes.push(format!("parsing raised {exception}: {message}; the reference generates this turn again"));
-                    turn.timings = TurnTimings { generate_ms: Some(generate_ms), execute_ms: Some(t1.elapsed().as_secs_f64() * 1e3), generated_tokens: Some(g.tokens as u32) };
-                    em.send(RolloutEvent::TurnFinished { k, turn: turn_no, record: turn.clone() });
-                    traj.turns.push(turn);
-                    continue;
-                }
-            };
-            sequence.push_str(&g.text);
-            match plan_zoomin(&info, value) {
-                Err(feedback) => {
-                    turn.notes.push(feedback);
-                    turn.finish_reason = Some(FinishReason::ZoominFailed);
-                    finished = Some(FinishReason::ZoominFailed);
-                }
-                Ok(call) => {
-                    turn.actions = value.map(|v| region_records(v, &call.query)).unwrap_or_default();
-                    if images.len() + call.plans.len() > VILAVT_MAX_IMAGES {
-                        turn.notes.push(format!("{} images plus {} zoom-ins exceed {VILAVT_MAX_IMAGES}", images.len(), call.plans.len()));
-                        turn.finish_reason = Some(FinishReason::TooManyImages);
-                        finished = Some(FinishReason::TooManyImages);
-                    } else {
-                        let mut failed = None;
-                        let mut zoomins = Vec::new();
-                        for plan in &call.plans {
-                            let src = file_of[plan.source_index];
-                            match render_zoomin(&ctx.files[src], plan, ctx.max_pixels) {
-                                Ok(img) => {
-                                    let n = images.len() + new_images.len();
-                                    zoomins.push((n, img.width(), img.height()));
-                                    info.push(ShownImage { width: img.width(), height: img.height(), region: plan.norm_box, file_width: ctx.files[src].width(), file_height: ctx.files[src].height() });
-                                    file_of.push(src);
-                                    turn.observations.push(Observation {
-                                        number: n as u32 + 1,
-                                        drawn_on: plan.source_index as u32 + 1,
-                                        image: ImageRef::with_size(format!("images/image-{}.png", n + 1), img.width(), img.height()),
-                                    });
-                                    new_images.push(img);
-                                }
-                                Err(e) => {
-                                    failed = Some(format!("Zoom-in failed: {e}"));
-                                    break;
-                                }
-                            }
-                        }
-                        if let Some(f) = failed {
-                            info.truncate(images.len());
-                            file_of.truncate(images.len());
-                            turn.observations.clear();
-                            new_images.clear();
-                            turn.notes.push(f);
-                            turn.finish_reason = Some(FinishReason::ZoominFailed);
-                            finished = Some(FinishReason::ZoominFailed);
-                        } else {
-                            for (o, img) in turn.observations.iter().zip(&new_images) {
-                                let path = dir.join(&o.image.path);
-                                crate::core::scripted::write_png(img, &path).map_err(|e| e.to_string())?;
-                                em.send(RolloutEvent::Observation { k, turn: turn_no, number: o.number, drawn_on: o.drawn_on, path });
-                            }
-                            images.extend(new_images.iter().cloned());
-                            let final_prompt = counter <= 1 || images.len() >= VILAVT_MAX_IMAGES;
-                            let text = tool_response_text(&zoomins, final_prompt);
-                            sequence.push_str(&text);
-                            turn.observation_text = Some(text);
-                        }
-                    }
-                }
-            }
         }
-        turn.timings = TurnTimings { generate_ms: Some(generate_ms), execute_ms: Some(t1.elapsed().as_secs_f64() * 1e3), generated_tokens: Some(g.tokens as u32) };
-        if finished.is_none() {
+        write_observations(&turn, &session, &dir, em, k, turn_no)?;
+        if let Some(obs) = &turn.observation_text {
+            sequence.push_str(obs);
+        }
+        turn.timings = g.timings(generate_ms, Some(t1.elapsed().as_secs_f64() * 1e3));
+        if session.finished.is_none() && !applied.regenerate {
             responder.accept_generated()?;
             if let Some(text) = &turn.observation_text {
-                responder.append(text, &new_images, &mut |s| em.send(RolloutEvent::Status(s)))?;
+                let new: Vec<RgbImage> = applied.new_images.iter().map(|(n, _)| session.images[n - 1].clone()).collect();
+                responder.append(text, &new, &mut |s| em.send(RolloutEvent::Status(s)))?;
             }
         }
         em.send(RolloutEvent::TurnFinished { k, turn: turn_no, record: turn.clone() });
         traj.turns.push(turn);
-        if finished.is_some() {
-            break;
-        }
     }
-    if finished.is_none() {
+    if session.finished.is_none() {
         if let Some(t) = traj.turns.last_mut() {
             t.notes.push("the step counter ran out: the trajectory ends after a tool response, as in the reference".into());
         }
@@ -295,7 +210,7 @@ pub(super) fn run_one(job: &Job, responder: &mut dyn Responder, em: &Emitter, k:
     if last_gen.as_ref() != Some(&FinishReason::Length) {
         sequence.push_str(EOS_TEXT);
     }
-    traj.finish_reason = finished.or(last_gen);
+    traj.finish_reason = session.finished.clone().or(last_gen);
     if traj.finish_reason != Some(FinishReason::Cancelled) {
         if let Some(gt) = &sample.ground_truth {
             match vt_reward::rl_score(&sequence, gt, &sample.question_type) {
@@ -304,6 +219,17 @@ pub(super) fn run_one(job: &Job, responder: &mut dyn Responder, em: &Emitter, k:
             }
         }
     }
-    let saved = save(&traj, &images[..ctx.shown.len()], &dir)?;
+    // The inputs are saved as the original files: zoom-ins crop those, not the resized images.
+    let saved = save(&traj, &ctx.files, &dir)?;
     Ok((saved, Some(dir)))
+}
+
+/// Write a turn's zoom-in images under `dir` and announce each.
+fn write_observations(turn: &Turn, session: &VilavtSession, dir: &Path, em: &Emitter, k: usize, turn_no: usize) -> Result<(), String> {
+    for o in &turn.observations {
+        let path = dir.join(&o.image.path);
+        crate::core::scripted::write_png(&session.images[o.number as usize - 1], &path).map_err(|e| e.to_string())?;
+        em.send(RolloutEvent::Observation { k, turn: turn_no, number: o.number, drawn_on: o.drawn_on, path });
+    }
+    Ok(())
 }

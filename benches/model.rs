@@ -1,6 +1,7 @@
 //! Model-layer speed on the CPU (`flex`, f32; plain `main`, `harness = false`) for the ~44M
 //! `bench-44m` configuration: prefill of a 512-token text prompt, 128 greedy decode steps on the
-//! KV cache, and the vision tower on one 448×448 image; median of repeats, peak RSS.
+//! KV cache, n conversations decoded together against one after the other (`--batch N`, default
+//! 4), and the vision tower on one 448×448 image; median of repeats, peak RSS.
 //!
 //! `cargo bench --bench model` (random weights), or `-- --model DIR` to load the checkpoint that
 //! `tools/bench_torch.py --save DIR` wrote, so both sides run the same weights. Other options:
@@ -85,6 +86,39 @@ fn main() {
     }
     let d = median(times);
     println!("decode {decode_n} tokens after the prompt: median {:.3} s ({:.1} ms/token, {:.1} tokens/s), peak RSS {:.0} MB", d, d * 1000.0 / decode_n as f64, decode_n as f64 / d, peak_rss_mb());
+
+    // n conversations decoded together (one batched step feeds a token to each) against the
+    // same n decoded one after the other, from the same cached prompt.
+    let rows: usize = arg("--batch").and_then(|v| v.parse().ok()).unwrap_or(4).max(1);
+    let steps = (decode_n / 4).max(1);
+    let first = argmax(&logits) as u32;
+    let t = Instant::now();
+    let mut caches: Vec<KvCache<Flex>> = (0..rows).map(|_| cache.clone()).collect();
+    let mut toks = vec![first; rows];
+    for _ in 0..steps {
+        let mut refs: Vec<&mut KvCache<Flex>> = caches.iter_mut().collect();
+        let out = model.decode_rows(&toks, &vec![delta; rows], &mut refs).unwrap();
+        toks = out.iter().map(|l| argmax(l) as u32).collect();
+    }
+    let batched = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for _ in 0..rows {
+        let mut c = cache.clone();
+        let mut tok = first;
+        for _ in 0..steps {
+            tok = argmax(&model.decode_step(tok, delta, &mut c).unwrap()) as u32;
+        }
+    }
+    let one_by_one = t.elapsed().as_secs_f64();
+    let total = (rows * steps) as f64;
+    println!(
+        "decode {rows} conversations × {steps} tokens: batched {:.3} s ({:.1} tokens/s), one after the other {:.3} s ({:.1} tokens/s), speed-up {:.2}×",
+        batched,
+        total / batched,
+        one_by_one,
+        total / one_by_one,
+        one_by_one / batched
+    );
 
     // Vision tower on one image (deterministic noise, already a multiple of 28).
     let img = image::RgbImage::from_fn(side, side, |x, y| {

@@ -192,33 +192,33 @@ pub fn run(a: &RunArgs) -> Result<i32> {
         }
     };
     let mut failed = false;
-    let mut tokens = 0usize;
+    let mut tokens = vec![0usize; a.n.max(1)];
     loop {
         let Some(e) = h.recv_timeout(Duration::from_millis(500)) else { continue };
         match e {
             RolloutEvent::Status(s) => eprintln!("  {s}"),
-            RolloutEvent::Started { k } => {
-                tokens = 0;
-                eprintln!("trajectory {k}: started");
-            }
-            RolloutEvent::Token { text, .. } => {
-                tokens += 1;
+            RolloutEvent::Started { k } => eprintln!("trajectory {k}: started"),
+            RolloutEvent::Token { k, text, .. } => {
+                let count = tokens.get_mut(k).map(|c| {
+                    *c += 1;
+                    *c
+                });
                 if a.verbose {
                     eprint!("{text}");
                     let _ = std::io::stderr().flush();
-                } else if tokens % 256 == 0 {
-                    eprintln!("  … {tokens} tokens");
+                } else if let Some(c) = count.filter(|c| c % 256 == 0) {
+                    eprintln!("  trajectory {k}: … {c} tokens");
                 }
             }
             RolloutEvent::Action { .. } => {}
-            RolloutEvent::Observation { number, drawn_on, .. } => eprintln!("\n  image {number} drawn on image {drawn_on}"),
-            RolloutEvent::TurnFinished { turn, record, .. } => {
+            RolloutEvent::Observation { k, number, drawn_on, .. } => eprintln!("\n  trajectory {k}: image {number} drawn on image {drawn_on}"),
+            RolloutEvent::TurnFinished { k, turn, record } => {
                 if a.verbose {
                     eprintln!();
                 }
                 let tm = &record.timings;
                 eprintln!(
-                    "  turn {turn}: {} token(s) in {:.0} ms (prefill {:.0} ms, vision {:.0} ms), {} action(s), {} new image(s){}",
+                    "  trajectory {k}, turn {turn}: {} token(s) in {:.0} ms (prefill {:.0} ms, vision {:.0} ms), {} action(s), {} new image(s){}",
                     tm.generated_tokens.unwrap_or(0),
                     tm.generate_ms.unwrap_or(0.0),
                     tm.prefill_ms.unwrap_or(0.0),

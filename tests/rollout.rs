@@ -56,14 +56,17 @@ fn collect(h: &RolloutHandle) -> Vec<RolloutEvent> {
     panic!("no Done event within 120 s; got {} events", out.len());
 }
 
+/// The finished trajectories in k order (trajectories generated together finish in any order).
 fn finished(events: &[RolloutEvent]) -> Vec<(Trajectory, PathBuf)> {
-    events
+    let mut out: Vec<(usize, Trajectory, PathBuf)> = events
         .iter()
         .filter_map(|e| match e {
-            RolloutEvent::Finished { trajectory, dir, .. } => Some((trajectory.clone(), dir.clone().unwrap())),
+            RolloutEvent::Finished { k, trajectory, dir } => Some((*k, trajectory.clone(), dir.clone().unwrap())),
             _ => None,
         })
-        .collect()
+        .collect();
+    out.sort_by_key(|x| x.0);
+    out.into_iter().map(|(_, t, d)| (t, d)).collect()
 }
 
 fn failures(events: &[RolloutEvent]) -> Vec<String> {
@@ -436,6 +439,22 @@ fn cli_run_writes_trajectories_and_replay_checks_them() {
     ]);
     assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
     assert!(out.path().join("count-000000-0/trajectory.json").is_file());
+    // Fork a demo trajectory at turn 0 with an edited answer (no generation needed after it).
+    let edit = out.path().join("edit.txt");
+    std::fs::write(&edit, "<think>Counting again.</think> Action: Answer\n<answer>3</answer>").unwrap();
+    let o = sightline(&[
+        "run", "--model", model.to_str().unwrap(), "--sample", demo.join("trajectories/count-000000").to_str().unwrap(),
+        "--fork-at", "0", "--edit", edit.to_str().unwrap(), "--profile", "rl", "--device", "cpu", "--max-new-tokens", "3", "--out", out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    let forked = Trajectory::load_dir(&out.path().join("count-000000-fork0-0")).unwrap();
+    assert_eq!(forked.fork_of.as_ref().map(|f| f.turn), Some(0));
+    assert_eq!(forked.turns.len(), 1);
+    assert!(forked.turns[0].assistant_text.contains("<answer>3</answer>"));
+    assert_eq!(forked.finish_reason, Some(FinishReason::Stop));
+    let o = sightline(&["run", "--model", model.to_str().unwrap(), "--sample", demo.join("trajectories/count-000000").to_str().unwrap(), "--fork-at", "99", "--device", "cpu"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot fork at turn 99"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = sightline(&["run", "--model", model.to_str().unwrap(), "--sample", demo.join("rl_count.jsonl").to_str().unwrap(), "--device", "cpu", "--max-new-tokens", "3"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--record"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -605,8 +624,7 @@ fn pass_at_k_trajectories_of_a_model_are_decoded_together() {
     let ks: Vec<usize> = ev.iter().filter_map(|e| if let RolloutEvent::Token { k, .. } = e { Some(*k) } else { None }).collect();
     let first_token_of_last = ks.iter().position(|&k| k == 2).unwrap();
     assert!(ks[first_token_of_last..].iter().any(|&k| k != 2), "tokens of different trajectories interleave: {ks:?}");
-    let mut got = finished(&ev);
-    got.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let got = finished(&ev);
     assert_eq!(got.iter().map(|t| t.0.id.as_str()).collect::<Vec<_>>(), ["s1-0", "s1-1", "s1-2"]);
     // Each trajectory is what a run of it alone samples (k's seeds), and its prefill was timed.
     for (t, _) in &got {

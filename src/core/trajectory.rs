@@ -300,7 +300,10 @@ pub struct Turn {
     /// Images this turn created, in creation order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observations: Vec<Observation>,
-    /// The user text appended after this turn (observation turn), exactly as the model saw it.
+    /// The user text appended after this turn (observation turn), exactly as the model saw it:
+    /// Sightline's runs store the whole `<|im_end|>\n<|im_start|>user\n…<|im_start|>assistant\n`
+    /// span, imported conversations only the user content ([`Turn::observation_span`] gives both
+    /// as the span).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observation_text: Option<String>,
     /// Set on the turn that ended the trajectory, or on a turn the executor rejected.
@@ -311,6 +314,15 @@ pub struct Turn {
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "is_default_timings")]
     pub timings: TurnTimings,
+}
+
+impl Turn {
+    /// The observation turn as the model sees it between this response and the next: the stored
+    /// span itself, or the stored user content wrapped in the chat template's markup.
+    pub fn observation_span(&self) -> Option<String> {
+        let o = self.observation_text.as_ref()?;
+        Some(if o.starts_with("<|im_end|>") { o.clone() } else { format!("<|im_end|>\n<|im_start|>user\n{o}<|im_end|>\n<|im_start|>assistant\n") })
+    }
 }
 
 fn is_default_timings(t: &TurnTimings) -> bool {

@@ -254,6 +254,17 @@ impl<B: Backend> Engine<B> {
                     return;
                 }
                 let input = ModelInput { ids: c.ids.clone(), images: c.images.clone(), ..Default::default() };
+                // Trajectories of one sample begin together: whichever is prefilled first shares
+                // its cache with the others (their Begin found nothing to copy yet).
+                let own = c.session.reusable_for(&self.model, &input);
+                let best = self.convs.iter().filter(|(id, _)| **id != conv).map(|(id, o)| (o.session.reusable_for(&self.model, &input), *id)).max();
+                if let Some((_, other)) = best.filter(|b| b.0 > own) {
+                    let copy = self.convs[&other].session.clone();
+                    if let Some(c) = self.convs.get_mut(&conv) {
+                        c.session = copy;
+                    }
+                }
+                let Some(c) = self.convs.get_mut(&conv) else { return };
                 match c.session.start(&self.model, &input) {
                     Ok(logits) => {
                         let stream = SampleStream::new(&params, 0);

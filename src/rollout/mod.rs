@@ -600,6 +600,45 @@ fn check_fork(parent: &Trajectory, fork: &ForkSpec) -> Result<(), String> {
     Ok(())
 }
 
+/// Trajectory k, turn t samples with seed `seed + 1_000_003·k + t`.
+fn turn_seed(cfg: &RolloutConfig, k: usize, turn_no: usize) -> u64 {
+    cfg.seed.wrapping_add(1_000_003u64.wrapping_mul(k as u64)).wrapping_add(turn_no as u64)
+}
+
+/// Generate turn `turn_no` of trajectory `k` with `(max_new_tokens, temperature, top_p, seed)`,
+/// streaming each text delta and each action the moment `detect` finds it in the text so far.
+/// Returns the turn and its wall time in ms.
+fn generate_turn(
+    responder: &mut dyn Responder,
+    em: &Emitter,
+    k: usize,
+    turn_no: usize,
+    sampling: (usize, f32, f32, u64),
+    detect: &mut dyn FnMut(&str) -> Vec<ActionRecord>,
+) -> Result<(Generated, f64), String> {
+    let (max_new, temperature, top_p, seed) = sampling;
+    let mut so_far = String::new();
+    let t0 = Instant::now();
+    let g = responder.generate(
+        max_new,
+        temperature,
+        top_p,
+        seed,
+        &mut |delta: &str| {
+            if delta.is_empty() {
+                return;
+            }
+            so_far.push_str(delta);
+            em.send(RolloutEvent::Token { k, turn: turn_no, text: delta.to_string() });
+            for action in detect(&so_far) {
+                em.send(RolloutEvent::Action { k, turn: turn_no, action });
+            }
+        },
+        &em.cancel,
+    )?;
+    Ok((g, t0.elapsed().as_secs_f64() * 1e3))
+}
+
 /// Closed ```` ```json ```` blocks of a streamed text, parsed as they close.
 struct ActionStream {
     closed: usize,
@@ -777,28 +816,9 @@ fn run_one(
 
     while lp.session.can_generate() {
         let turn_no = lp.traj.turns.len();
-        let seed = cfg.seed.wrapping_add(1_000_003u64.wrapping_mul(k as u64)).wrapping_add(turn_no as u64);
+        let seed = turn_seed(cfg, k, turn_no);
         let mut stream = ActionStream { closed: 0 };
-        let mut so_far = String::new();
-        let t0 = Instant::now();
-        let g = responder.generate(
-            max_new,
-            temperature,
-            top_p,
-            seed,
-            &mut |delta: &str| {
-                if delta.is_empty() {
-                    return;
-                }
-                so_far.push_str(delta);
-                em.send(RolloutEvent::Token { k, turn: turn_no, text: delta.to_string() });
-                for action in stream.feed(&so_far) {
-                    em.send(RolloutEvent::Action { k, turn: turn_no, action });
-                }
-            },
-            &em.cancel,
-        )?;
-        let generate_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let (g, generate_ms) = generate_turn(responder, em, k, turn_no, (max_new, temperature, top_p, seed), &mut |so_far| stream.feed(so_far))?;
         let (mut turn, new_images) = lp.apply(turn_no, &g.text, g.finish.clone(), g.tokens, responder, rl_budget)?;
         turn.timings = g.timings(generate_ms, turn.timings.execute_ms);
         let regenerate = turn.finish_reason.is_none() && turn.observation_text.is_none();

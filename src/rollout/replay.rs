@@ -91,13 +91,7 @@ pub fn replay(traj: &Trajectory, base_dir: &Path) -> Result<ReplayReport, String
             ));
         }
         // Imported conversations store the observation turn's user content only.
-        let stored_text = turn.observation_text.as_ref().map(|o| {
-            if o.starts_with("<|im_end|>") {
-                o.clone()
-            } else {
-                format!("<|im_end|>\n<|im_start|>user\n{o}<|im_end|>\n<|im_start|>assistant\n")
-            }
-        });
+        let stored_text = turn.observation_span();
         if stored_text.is_some() && applied.observation_text != stored_text {
             rep.mismatches.push(format!("turn {t}: the observation text differs"));
         }

@@ -7,7 +7,7 @@
 //! used, so they can be forked and replayed. ViLaVT's text-conditioned vision encoder is not
 //! implemented: queries do not reach the vision tower.
 
-use super::{resolve, safe_name, save, Emitter, Generated, Job, Responder, RolloutConfig, RolloutEvent};
+use super::{generate_turn, resolve, safe_name, save, turn_seed, Emitter, Job, Responder, RolloutConfig, RolloutEvent};
 use crate::core::prompts::{self, ContentItem, EOS_TEXT};
 use crate::core::resize::{fetch_image, DEFAULT_MIN_PIXELS};
 use crate::core::rewards::vilavt as vt_reward;
@@ -153,33 +153,18 @@ pub(super) fn run_one(job: &Job, responder: &mut dyn Responder, em: &Emitter, k:
 
     while session.can_generate() {
         let turn_no = traj.turns.len();
-        let seed = cfg.seed.wrapping_add(1_000_003u64.wrapping_mul(k as u64)).wrapping_add(turn_no as u64);
-        let mut so_far = String::new();
+        let seed = turn_seed(cfg, k, turn_no);
+        // The call's regions, once, when its `</tool>` arrives.
         let mut emitted = false;
-        let t0 = Instant::now();
-        let g: Generated = responder.generate(
-            max_new,
-            temperature,
-            top_p,
-            seed,
-            &mut |delta: &str| {
-                if delta.is_empty() {
-                    return;
-                }
-                so_far.push_str(delta);
-                em.send(RolloutEvent::Token { k, turn: turn_no, text: delta.to_string() });
-                if !emitted {
-                    if let Some(actions) = streamed_regions(&so_far) {
-                        emitted = true;
-                        for action in actions {
-                            em.send(RolloutEvent::Action { k, turn: turn_no, action });
-                        }
-                    }
-                }
-            },
-            &em.cancel,
-        )?;
-        let generate_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let mut detect = |so_far: &str| {
+            if emitted {
+                return Vec::new();
+            }
+            let actions = streamed_regions(so_far);
+            emitted = actions.is_some();
+            actions.unwrap_or_default()
+        };
+        let (g, generate_ms) = generate_turn(responder, em, k, turn_no, (max_new, temperature, top_p, seed), &mut detect)?;
         let t1 = Instant::now();
         last_gen = Some(g.finish.clone());
         let applied = session.apply(&g.text, g.finish.clone());

@@ -299,12 +299,8 @@ pub fn sequence_of(traj: &Trajectory) -> String {
     let mut seq = prompts::render_chat(&messages, true);
     for turn in &traj.turns {
         seq.push_str(&turn.assistant_text);
-        if let Some(obs) = &turn.observation_text {
-            if obs.starts_with(EOS_TEXT) {
-                seq.push_str(obs);
-            } else {
-                seq.push_str(&format!("{EOS_TEXT}\n<|im_start|>user\n{obs}{EOS_TEXT}\n<|im_start|>assistant\n"));
-            }
+        if let Some(obs) = turn.observation_span() {
+            seq.push_str(&obs);
         }
     }
     let last = traj.turns.last().and_then(|t| t.finish_reason.as_ref()).or(traj.finish_reason.as_ref());

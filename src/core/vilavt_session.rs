@@ -195,3 +195,59 @@ impl VilavtSession {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(steps: usize) -> VilavtSession {
+        let file = RgbImage::from_fn(336, 224, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 7]));
+        let shown = RgbImage::from_fn(168, 112, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 7]));
+        VilavtSession::new(vec![file], vec![shown], VILAVT_DEFAULT_MAX_PIXELS, steps)
+    }
+
+    const CALL: &str = "<tool>{\"region\": [{\"index\": 0, \"bbox_2d\": [10, 10, 90, 70]}], \"query\": \"what is here?\"}</tool>";
+
+    #[test]
+    fn calls_zoom_in_count_steps_and_end_as_the_reference() {
+        let mut s = session(2);
+        let a = s.apply(CALL, FinishReason::Stop);
+        assert_eq!(a.finish_reason, None);
+        assert_eq!(a.new_images, vec![(2, 1)]);
+        assert_eq!(a.actions.len(), 1);
+        assert_eq!(a.actions[0].query.as_deref(), Some("what is here?"));
+        assert_eq!(s.images.len(), 2);
+        let first = a.observation_text.unwrap();
+        assert!(first.starts_with("<|im_end|>\n<|im_start|>user\n<tool_response>"));
+        // The last allowed step gets the final prompt, then the counter stops generation.
+        let b = s.apply(CALL, FinishReason::Stop);
+        assert_ne!(b.observation_text.unwrap(), first, "the final prompt differs");
+        assert!(!s.can_generate() && s.finished.is_none());
+        // Answers, length and rule finishes end it; cancelled too.
+        for (text, gen, want) in [
+            ("<answer>A</answer>", FinishReason::Stop, FinishReason::Stop),
+            ("half", FinishReason::Length, FinishReason::Length),
+            ("x", FinishReason::Cancelled, FinishReason::Cancelled),
+        ] {
+            let mut s = session(5);
+            assert_eq!(s.apply(text, gen).finish_reason, Some(want.clone()));
+            assert_eq!(s.finished, Some(want));
+        }
+        // No call, or a bad index: Zoomin failed, with the reference's feedback as a note.
+        let mut s = session(5);
+        let a = s.apply("<think>nothing</think>", FinishReason::Stop);
+        assert_eq!(a.finish_reason, Some(FinishReason::ZoominFailed));
+        let mut s = session(5);
+        let a = s.apply(&CALL.replace("\"index\": 0", "\"index\": 4"), FinishReason::Stop);
+        assert_eq!(a.finish_reason, Some(FinishReason::ZoominFailed));
+        assert!(a.notes.iter().any(|n| n.contains("out of range")), "{:?}", a.notes);
+        assert!(a.new_images.is_empty() && s.images.len() == 1);
+    }
+
+    #[test]
+    fn streamed_regions_wait_for_the_closing_tag() {
+        assert_eq!(streamed_regions("<tool>{\"region\": ["), None);
+        let r = streamed_regions(CALL).unwrap();
+        assert_eq!(r[0].bbox_2d, Some([10.0, 10.0, 90.0, 70.0]));
+    }
+}

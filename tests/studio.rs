@@ -290,6 +290,22 @@ fn a_live_run_with_the_tiny_checkpoint_streams_into_the_viewer_and_is_saved_to_t
     assert!(dir.join("trajectory.json").is_file());
     assert!(st.run.first_token.is_some(), "tokens streamed");
     assert!(has_label(&h, "Last run"));
+    // pass@2 at T=1: the two trajectories are generated together and shown as a grid with pass@2.
+    {
+        let run = &mut h.state_mut().run;
+        run.n = 2;
+        run.temperature = "1".into();
+    }
+    h.get_by_label("Run").click();
+    h.run_steps(2);
+    settle_run(&mut h);
+    let st = h.state();
+    assert!(st.run.error.is_none(), "{:?}", st.run.error);
+    assert_eq!(st.run.live.len(), 2);
+    assert!(st.run.live.iter().all(|l| l.finished && l.dir.is_some()), "both finished and saved");
+    assert!(st.run.status.iter().any(|s| s.contains("2 trajectories generated together")), "{:?}", st.run.status);
+    assert!(has_label(&h, "Trajectories (pass@k grid)"));
+    assert!(has_label_containing(&h, "pass@2: "), "pass@2 is reported (the sample has a ground truth)");
 }
 
 #[test]
@@ -337,4 +353,35 @@ fn a_scripted_run_shows_its_actions_and_observations_and_a_fork_is_compared_with
     assert_eq!(t.turns[1].assistant_text, edited);
     assert_eq!(t.rewards.as_ref().map(|r| r.accuracy), Some(0.0), "the edited answer is wrong");
     assert!(has_label(&h, "parent") && has_label(&h, "fork"), "parent and fork side by side");
+}
+
+#[test]
+fn a_vilavt_run_from_the_run_window_zooms_in_and_says_the_encoder_is_standard() {
+    let ws = temp_workspace();
+    let mut h = harness(ws.path().to_path_buf());
+    h.get_by_label("Run on this sample…").click();
+    h.run_steps(4);
+    assert!(h.state().run.open, "the Run window opened");
+    h.get_by_label("ViLaVT (zoom in)").click();
+    h.run_steps(2);
+    assert_eq!(h.state().run.protocol, sightline::core::trajectory::Protocol::Vilavt);
+    assert!(has_label_containing(&h, "text-conditioned vision encoder is not implemented"), "the window says so before the run");
+    let call = "<think>Look closer.</think> <tool>{\"region\": [{\"index\": 0, \"bbox_2d\": [10, 10, 120, 90]}], \"query\": \"how many brown objects?\"}</tool>";
+    let answer = "<think>Three.</think> <answer>3</answer>";
+    let ctx = h.ctx.clone();
+    let ws_path = ws.path().to_path_buf();
+    let scripts = vec![vec![call.to_string(), answer.to_string()]];
+    h.state_mut().run.start_with(&ctx, Some(&ws_path), Some(Box::new(sightline::rollout::ScriptedResponder::new(scripts))));
+    settle_run(&mut h);
+    let st = h.state();
+    assert!(st.run.error.is_none(), "{:?}", st.run.error);
+    let live = &st.run.live[0];
+    assert!(live.finished);
+    let t = &live.trajectory;
+    assert_eq!(t.protocol, sightline::core::trajectory::Protocol::Vilavt);
+    assert_eq!(t.turns.len(), 2);
+    assert_eq!(t.turns[0].observations.len(), 1, "one zoom-in");
+    assert_eq!(t.rewards.as_ref().map(|r| r.accuracy), Some(1.0));
+    assert!(st.run.status.iter().any(|s| s.contains("text-conditioned vision encoder is not implemented")));
+    assert!(has_label(&h, "2 <- 1 · step 1"), "the zoom-in joined the lineage strip");
 }

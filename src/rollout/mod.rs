@@ -16,6 +16,7 @@ mod vilavt;
 
 pub use model_responder::ModelResponder;
 pub use replay::{replay, ReplayReport};
+pub use vilavt::VILAVT_ENCODER_NOTICE;
 
 use crate::core::actions::{extract_json_blocks, parse_actions, BlockMode};
 use crate::core::executor::{action_records, ExecutorFixes, Profile};

@@ -104,6 +104,10 @@ pub struct RunPanel {
     pub question_type: String,
     pub data_type: String,
     pub ground_truth: String,
+    /// ViLaSR (drawing) or ViLaVT (zoom-in inquiries); "Use selected sample" takes the sample's.
+    pub protocol: Protocol,
+    /// The selected sample's own settings (a ViLaVT record's `max_pixels`, `max_num_steps`).
+    pub sample_extra: serde_json::Map<String, serde_json::Value>,
     /// Fork mode: parent trajectory, its base folder, the step and the (editable) text.
     pub fork: Option<(Arc<Trajectory>, PathBuf, usize, String)>,
     /// The parent as the viewer shows it (left of the fork in compare mode).
@@ -150,6 +154,8 @@ impl Default for RunPanel {
             question_type: "multiple choice".into(),
             data_type: "vqa".into(),
             ground_truth: String::new(),
+            protocol: Protocol::Vilasr,
+            sample_extra: serde_json::Map::new(),
             fork: None,
             fork_parent: None,
             fork_regenerate: false,
@@ -193,6 +199,8 @@ impl RunPanel {
             self.data_type = s.data_type.clone();
         }
         self.ground_truth = s.ground_truth.clone().unwrap_or_default();
+        self.protocol = item.trajectory.protocol;
+        self.sample_extra = s.extra.clone();
         self.fork = None;
         self.fork_parent = None;
     }
@@ -231,6 +239,7 @@ impl RunPanel {
             top_p: None,
             max_new_tokens,
             out_dir: Some(runs_dir(workspace)),
+            protocol: self.protocol,
             ..Default::default()
         })
     }
@@ -289,9 +298,10 @@ impl RunPanel {
             ground_truth: Some(self.ground_truth.trim().to_string()).filter(|g| !g.is_empty()),
             data_type: self.data_type.clone(),
             media: Media::Images { images: self.images.iter().map(|p| ImageRef::new(p.display().to_string())).collect() },
+            extra: self.sample_extra.clone(),
             ..Default::default()
         };
-        let template = Trajectory::new(sample.id.clone(), Protocol::Vilasr, sample.clone());
+        let template = Trajectory::new(sample.id.clone(), self.protocol, sample.clone());
         self.live = (0..n).map(|_| LiveTrajectory::new(&template)).collect();
         self.base_dir = PathBuf::from(".");
         self.handle = Some(match responder {
@@ -417,6 +427,16 @@ impl RunPanel {
                 ui.selectable_value(&mut self.profile_rl, false, "eval");
                 ui.selectable_value(&mut self.profile_rl, true, "rl");
             });
+            if self.fork.is_none() {
+                ui.horizontal(|ui| {
+                    ui.label("Protocol");
+                    ui.selectable_value(&mut self.protocol, Protocol::Vilasr, "ViLaSR (draw)");
+                    ui.selectable_value(&mut self.protocol, Protocol::Vilavt, "ViLaVT (zoom in)");
+                });
+                if self.protocol == Protocol::Vilavt {
+                    ui.label(RichText::new(rollout::VILAVT_ENCODER_NOTICE).small().color(theme::WARN));
+                }
+            }
             ui.horizontal(|ui| {
                 ui.label("n");
                 ui.add(egui::DragValue::new(&mut self.n).range(1..=16));

@@ -417,16 +417,17 @@ fn generate(a: &GenerateArgs) -> Result<i32> {
                 }
             }
             Progress::Token(e) => {
-                if stream {
-                    if e.sample != current && a.num_samples > 1 {
-                        let _ = write!(out, "{}--- sample {} ---\n", if current == usize::MAX { "" } else { "\n" }, e.sample);
+                // The samples are decoded together: sample 0 streams, the others print when done.
+                if stream && e.sample == 0 {
+                    if current == usize::MAX && a.num_samples > 1 {
+                        let _ = writeln!(out, "--- sample 0 ---");
                     }
+                    current = 0;
                     let _ = out.write_all(e.text_delta.as_bytes());
                     let _ = out.flush();
-                } else {
+                } else if !stream {
                     bar.inc(1);
                 }
-                current = e.sample;
             }
         },
         None,
@@ -440,6 +441,9 @@ fn generate(a: &GenerateArgs) -> Result<i32> {
         }
     } else {
         println!();
+        for (i, c) in res.completions.iter().enumerate().skip(1) {
+            println!("--- sample {i} ---\n{}", c.text);
+        }
     }
     eprintln!("[{} — {}; {} prompt tokens]", res.device, res.device_notice, res.prompt_tokens);
     Ok(0)

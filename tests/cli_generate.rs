@@ -81,6 +81,13 @@ fn streaming_sampling_and_bad_input() {
     let o = sightline(&["generate", "--model", m, "Hello", "--max-new-tokens", "3", "--temperature", "1.0", "--num-samples", "2", "--device", "cpu", "--json"]);
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    // Streamed samples (decoded together): sample 0 live, the others after it, each headed once.
+    let o = sightline(&["generate", "--model", m, "Hello", "--max-new-tokens", "5", "--temperature", "1.0", "--num-samples", "3", "--device", "cpu"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let at: Vec<usize> = (0..3).map(|i| text.find(&format!("--- sample {i} ---")).unwrap_or_else(|| panic!("no header {i}: {text:?}"))).collect();
+    assert!(at[0] < at[1] && at[1] < at[2], "{text:?}");
+    assert_eq!(text.matches("--- sample ").count(), 3, "{text:?}");
 
     let bad = |args: &[&str], needle: &str| {
         let o = sightline(args);

@@ -211,16 +211,9 @@ impl<B: Backend> Engine<B> {
     fn handle(&mut self, r: Request) {
         match r {
             Request::Begin { conv, ids, images } => {
-                let input = ModelInput { ids: ids.clone(), images: images.clone(), ..Default::default() };
-                // Start from the session that can keep the most of this prompt.
-                let best = self.convs.values().map(|c| (c.session.reusable_for(&self.model, &input), &c.session)).max_by_key(|x| x.0);
-                let session = match best {
-                    Some((n, s)) if n > 0 => s.clone(),
-                    _ => match self.convs.remove(&conv) {
-                        Some(old) => old.session,
-                        None => Session::new(&self.model),
-                    },
-                };
+                // A restart keeps its own cache; a better one of another conversation is taken at
+                // the first Generate.
+                let session = self.convs.remove(&conv).map(|c| c.session).unwrap_or_else(|| Session::new(&self.model));
                 self.convs.insert(conv, Conversation { session, ids, images, last: Vec::new() });
             }
             Request::Append { conv, ids, images } => {
@@ -254,8 +247,8 @@ impl<B: Backend> Engine<B> {
                     return;
                 }
                 let input = ModelInput { ids: c.ids.clone(), images: c.images.clone(), ..Default::default() };
-                // Trajectories of one sample begin together: whichever is prefilled first shares
-                // its cache with the others (their Begin found nothing to copy yet).
+                // Start from the session that can keep the most of this prompt: a new trajectory of
+                // a sample takes the cache of one already prefilled (its images included).
                 let own = c.session.reusable_for(&self.model, &input);
                 let best = self.convs.iter().filter(|(id, _)| **id != conv).map(|(id, o)| (o.session.reusable_for(&self.model, &input), *id)).max();
                 if let Some((_, other)) = best.filter(|b| b.0 > own) {

@@ -9,7 +9,7 @@ use crate::core::executor::{ExecutorFixes, Profile};
 use crate::core::resize::{fetch_image, DEFAULT_MIN_PIXELS};
 use crate::core::session::VilasrSession;
 use crate::core::trajectory::{FinishReason, Observation, Protocol, Trajectory};
-use crate::core::vilavt_session::{VilavtSession, VILAVT_DEFAULT_MAX_PIXELS, VILAVT_DEFAULT_MAX_STEPS};
+use crate::core::vilavt_session::VilavtSession;
 use image::RgbImage;
 use std::path::Path;
 
@@ -53,8 +53,7 @@ pub fn replay(traj: &Trajectory, base_dir: &Path) -> Result<ReplayReport, String
     if inputs.is_empty() {
         return Err(format!("trajectory {:?} has no input images", traj.id));
     }
-    let maze = traj.sample.grid_size.is_some() || traj.sample.data_type == "maze";
-    let mut session = VilasrSession::new(inputs, profile, maze, None, ExecutorFixes::default());
+    let mut session = VilasrSession::new(inputs, profile, super::is_maze(&traj.sample), None, ExecutorFixes::default());
     let mut rep = ReplayReport::default();
     for (t, turn) in traj.turns.iter().enumerate() {
         match &turn.finish_reason {
@@ -132,18 +131,8 @@ fn compare_observations(rep: &mut ReplayReport, t: usize, stored: &[Observation]
 /// Replay a ViLaVT trajectory: each response through the zoom-in executor, with the image budget
 /// and step count its record carries (`max_pixels`, `max_num_steps`; else the defaults).
 fn replay_vilavt(traj: &Trajectory, base_dir: &Path) -> Result<ReplayReport, String> {
-    let extra = |k: &str| traj.sample.extra.get(k).and_then(|v| v.as_f64());
-    let max_pixels = extra("max_pixels").unwrap_or(VILAVT_DEFAULT_MAX_PIXELS);
-    let max_steps = extra("max_num_steps").map(|v| v as usize).unwrap_or(VILAVT_DEFAULT_MAX_STEPS);
-    let (mut files, mut shown) = (Vec::new(), Vec::new());
-    for r in traj.sample.media.images() {
-        let file = open(base_dir, &r.path)?;
-        shown.push(fetch_image(image::DynamicImage::ImageRgb8(file.clone()), DEFAULT_MIN_PIXELS, max_pixels).map_err(|e| format!("{}: {e}", resolve(base_dir, &r.path).display()))?);
-        files.push(file);
-    }
-    if files.is_empty() {
-        return Err(format!("trajectory {:?} has no input images", traj.id));
-    }
+    let (max_pixels, max_steps) = super::vilavt::run_settings(&traj.sample, None, None)?;
+    let (files, shown) = super::vilavt::open_inputs(&traj.sample, base_dir, max_pixels)?;
     let mut session = VilavtSession::new(files, shown, max_pixels, max_steps);
     let mut rep = ReplayReport::default();
     for (t, turn) in traj.turns.iter().enumerate() {

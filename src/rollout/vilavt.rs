@@ -12,8 +12,7 @@ use crate::core::prompts::{self, ContentItem, EOS_TEXT};
 use crate::core::resize::{fetch_image, DEFAULT_MIN_PIXELS};
 use crate::core::rewards::vilavt as vt_reward;
 use crate::core::trajectory::{FinishReason, ForkOrigin, ImageRef, Observation, Protocol, Sample, Trajectory, Turn};
-pub use crate::core::vilavt_session::{streamed_regions, VILAVT_DEFAULT_MAX_PIXELS};
-use crate::core::vilavt_session::{VilavtApplied, VilavtSession, VILAVT_DEFAULT_MAX_STEPS};
+use crate::core::vilavt_session::{streamed_regions, VilavtApplied, VilavtSession, VILAVT_DEFAULT_MAX_PIXELS, VILAVT_DEFAULT_MAX_STEPS};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,27 +35,39 @@ fn record_number(sample: &Sample, key: &str) -> Option<f64> {
     sample.extra.get(key).and_then(|v| v.as_f64())
 }
 
+/// The image budget and step count of a ViLaVT run: the given overrides, else the record's own
+/// (`max_pixels`, `max_num_steps`), else the reference's defaults.
+pub(super) fn run_settings(sample: &Sample, max_pixels: Option<f64>, max_steps: Option<usize>) -> Result<(f64, usize), String> {
+    let max_pixels = max_pixels.or_else(|| record_number(sample, "max_pixels")).unwrap_or(VILAVT_DEFAULT_MAX_PIXELS);
+    let max_steps = max_steps.or_else(|| record_number(sample, "max_num_steps").map(|v| v as usize)).unwrap_or(VILAVT_DEFAULT_MAX_STEPS);
+    if !(max_pixels >= 1.0) {
+        return Err(format!("sample {:?}: max_pixels must be at least 1, got {max_pixels}", sample.id));
+    }
+    Ok((max_pixels, max_steps))
+}
+
+/// The sample's input files and the same images resized as the model sees them.
+pub(super) fn open_inputs(sample: &Sample, base: &Path, max_pixels: f64) -> Result<(Vec<RgbImage>, Vec<RgbImage>), String> {
+    let refs = sample.media.images();
+    if refs.is_empty() {
+        return Err(format!("sample {:?} has no input images", sample.id));
+    }
+    let (mut files, mut shown) = (Vec::new(), Vec::new());
+    for r in refs {
+        let path = resolve(base, &r.path);
+        let img = image::open(&path).map_err(|e| format!("{}: cannot open image: {e}", path.display()))?;
+        let file = img.to_rgb8();
+        shown.push(fetch_image(img, DEFAULT_MIN_PIXELS, max_pixels).map_err(|e| format!("{}: {e}", path.display()))?);
+        files.push(file);
+    }
+    Ok((files, shown))
+}
+
 impl Context {
-    /// The run's inputs. The image budget and step count come from the run's settings, else from
-    /// the record (`max_pixels`, `max_num_steps`), else the reference's defaults.
+    /// The run's inputs, with [`run_settings`] from the run's settings and the record.
     pub fn new(sample: &Sample, base: &Path, cfg: &RolloutConfig) -> Result<Self, String> {
-        let max_pixels = cfg.vilavt_max_pixels.or_else(|| record_number(sample, "max_pixels")).unwrap_or(VILAVT_DEFAULT_MAX_PIXELS);
-        let max_steps = cfg.max_turns.or_else(|| record_number(sample, "max_num_steps").map(|v| v as usize)).unwrap_or(VILAVT_DEFAULT_MAX_STEPS);
-        if !(max_pixels >= 1.0) {
-            return Err(format!("sample {:?}: max_pixels must be at least 1, got {max_pixels}", sample.id));
-        }
-        let refs = sample.media.images();
-        if refs.is_empty() {
-            return Err(format!("sample {:?} has no input images", sample.id));
-        }
-        let (mut files, mut shown) = (Vec::new(), Vec::new());
-        for r in refs {
-            let path = resolve(base, &r.path);
-            let img = image::open(&path).map_err(|e| format!("{}: cannot open image: {e}", path.display()))?;
-            let file = img.to_rgb8();
-            shown.push(fetch_image(img, DEFAULT_MIN_PIXELS, max_pixels).map_err(|e| format!("{}: {e}", path.display()))?);
-            files.push(file);
-        }
+        let (max_pixels, max_steps) = run_settings(sample, cfg.vilavt_max_pixels, cfg.max_turns)?;
+        let (files, shown) = open_inputs(sample, base, max_pixels)?;
         let content = prompts::vilavt_first_user(shown.len(), shown[0].dimensions(), &sample.question).map_err(|e| format!("sample {:?}: {e}", sample.id))?;
         let messages = vec![
             prompts::Message { role: "system".into(), content: vec![ContentItem::text(prompts::VILAVT_SYSTEM)] },

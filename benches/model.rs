@@ -5,7 +5,9 @@
 //!
 //! `cargo bench --bench model` (random weights), or `-- --model DIR` to load the checkpoint that
 //! `tools/bench_torch.py --save DIR` wrote, so both sides run the same weights. Other options:
-//! `--prefill N`, `--decode N`, `--image SIDE`, `--repeats R`. Threads: the flex backend's rayon
+//! `--prefill N`, `--decode N`, `--image SIDE`, `--repeats R`, `--paths both|kernels|burn`
+//! (the text model's linear layers on the CPU kernels, on burn's matrix products, or both,
+//! alternated round by round). Threads: the flex backend's rayon
 //! pool (`RAYON_NUM_THREADS`, default one per core).
 
 use burn::backend::Flex;
@@ -43,7 +45,7 @@ fn main() {
     let repeats: usize = arg("--repeats").and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let dev = Default::default();
     let t = Instant::now();
-    let model: Qwen25Vl<Flex> = match arg("--model") {
+    let mut model: Qwen25Vl<Flex> = match arg("--model") {
         Some(dir) => load_model::<Flex>(std::path::Path::new(&dir), &dev, DType::F32).unwrap_or_else(|e| panic!("{e}")),
         None => Qwen25Vl::random(Qwen25VlConfig::bench_44m(), dev, DType::F32),
     };
@@ -55,70 +57,93 @@ fn main() {
     let ids: Vec<u32> = (0..prefill_n as u64).map(|i| ((i * 7919 + 13) % (cfg.text.vocab_size as u64 - 8)) as u32).collect();
     let input = ModelInput { ids, ..Default::default() };
     let layers = cfg.text.num_hidden_layers;
-    // Warm-up, then timed prefills.
-    let _ = model.prefill(&input, &mut KvCache::new(layers), false, false).unwrap();
-    let mut times = Vec::new();
+    // Both paths (the CPU kernels and burn's matrix products) alternated round by round, so
+    // that both see the same machine; `--paths kernels|burn` runs one.
+    let paths: Vec<bool> = match arg("--paths").as_deref() {
+        Some("kernels") => vec![true],
+        Some("burn") => vec![false],
+        _ => vec![true, false],
+    };
+    let mut prefills: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     let mut cache = KvCache::new(layers);
     let mut logits = Vec::new();
     let mut delta = 0;
-    for _ in 0..repeats {
-        cache = KvCache::new(layers);
-        let t = Instant::now();
-        let (out, d) = model.prefill(&input, &mut cache, false, false).unwrap();
-        times.push(t.elapsed().as_secs_f64());
-        logits = out.logits;
-        delta = d;
-    }
-    let p = median(times);
-    println!("prefill {prefill_n} tokens: median {:.3} s ({:.0} tokens/s), peak RSS {:.0} MB", p, prefill_n as f64 / p, peak_rss_mb());
-
-    let mut times = Vec::new();
-    for r in 0..repeats.min(2) {
-        let mut c = cache.clone();
-        let mut tok = argmax(&logits) as u32;
-        let t = Instant::now();
-        for _ in 0..decode_n {
-            let l = model.decode_step(tok, delta, &mut c).unwrap();
-            tok = argmax(&l) as u32;
+    for round in 0..=repeats {
+        for (pi, &kernels) in paths.iter().enumerate() {
+            model.set_host_kernels(kernels);
+            cache = KvCache::new(layers);
+            let t = Instant::now();
+            let (out, d) = model.prefill(&input, &mut cache, false, false).unwrap();
+            if round > 0 {
+                prefills[pi].push(t.elapsed().as_secs_f64()); // round 0 warms up
+            }
+            logits = out.logits;
+            delta = d;
         }
-        times.push(t.elapsed().as_secs_f64());
-        let _ = r;
     }
-    let d = median(times);
-    println!("decode {decode_n} tokens after the prompt: median {:.3} s ({:.1} ms/token, {:.1} tokens/s), peak RSS {:.0} MB", d, d * 1000.0 / decode_n as f64, decode_n as f64 / d, peak_rss_mb());
-
-    // n conversations decoded together (one batched step feeds a token to each) against the
-    // same n decoded one after the other, from the same cached prompt.
     let rows: usize = arg("--batch").and_then(|v| v.parse().ok()).unwrap_or(4).max(1);
     let steps = (decode_n / 4).max(1);
     let first = argmax(&logits) as u32;
-    let t = Instant::now();
-    let mut caches: Vec<KvCache<Flex>> = (0..rows).map(|_| cache.clone()).collect();
-    let mut toks = vec![first; rows];
-    for _ in 0..steps {
-        let mut refs: Vec<&mut KvCache<Flex>> = caches.iter_mut().collect();
-        let out = model.decode_rows(&toks, &vec![delta; rows], &mut refs).unwrap();
-        toks = out.iter().map(|l| argmax(l) as u32).collect();
-    }
-    let batched = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    for _ in 0..rows {
-        let mut c = cache.clone();
-        let mut tok = first;
-        for _ in 0..steps {
-            tok = argmax(&model.decode_step(tok, delta, &mut c).unwrap()) as u32;
+    let mut single: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut together: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut apart: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    let mut names = vec![String::new(); paths.len()];
+    for _round in 0..repeats.min(3) {
+        for (pi, &kernels) in paths.iter().enumerate() {
+            model.set_host_kernels(kernels);
+            names[pi] = match model.host_kernels() {
+                Some(k) => format!("CPU kernels, {:?} weights ({:.0} MB packed)", k.storage(), k.bytes() as f64 / 1e6),
+                None => "burn matrix products".to_string(),
+            };
+            let mut c = cache.clone();
+            let mut tok = first;
+            let t = Instant::now();
+            for _ in 0..decode_n {
+                let l = model.decode_step(tok, delta, &mut c).unwrap();
+                tok = argmax(&l) as u32;
+            }
+            single[pi].push(t.elapsed().as_secs_f64());
+            // n conversations decoded together (one batched step feeds a token to each) against
+            // the same n decoded one after the other, from the same cached prompt.
+            let t = Instant::now();
+            let mut caches: Vec<KvCache<Flex>> = (0..rows).map(|_| cache.clone()).collect();
+            let mut toks = vec![first; rows];
+            for _ in 0..steps {
+                let mut refs: Vec<&mut KvCache<Flex>> = caches.iter_mut().collect();
+                let out = model.decode_rows(&toks, &vec![delta; rows], &mut refs).unwrap();
+                toks = out.iter().map(|l| argmax(l) as u32).collect();
+            }
+            together[pi].push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            for _ in 0..rows {
+                let mut c = cache.clone();
+                let mut tok = first;
+                for _ in 0..steps {
+                    tok = argmax(&model.decode_step(tok, delta, &mut c).unwrap()) as u32;
+                }
+            }
+            apart[pi].push(t.elapsed().as_secs_f64());
         }
     }
-    let one_by_one = t.elapsed().as_secs_f64();
     let total = (rows * steps) as f64;
-    println!(
-        "decode {rows} conversations × {steps} tokens: batched {:.3} s ({:.1} tokens/s), one after the other {:.3} s ({:.1} tokens/s), speed-up {:.2}×",
-        batched,
-        total / batched,
-        one_by_one,
-        total / one_by_one,
-        one_by_one / batched
-    );
+    for pi in 0..paths.len() {
+        let d = median(single[pi].clone());
+        let (b, o) = (median(together[pi].clone()), median(apart[pi].clone()));
+        let p = median(prefills[pi].clone());
+        println!("[{}]:", names[pi]);
+        println!("  prefill {prefill_n} tokens: median {:.3} s ({:.0} tokens/s)", p, prefill_n as f64 / p);
+        println!("  {decode_n} tokens after the prompt: median {:.3} s ({:.1} ms/token, {:.1} tokens/s)", d, d * 1000.0 / decode_n as f64, decode_n as f64 / d);
+        println!(
+            "  {rows} conversations × {steps} tokens: batched {:.3} s ({:.1} tokens/s), one after the other {:.3} s ({:.1} tokens/s), speed-up {:.2}×",
+            b,
+            total / b,
+            o,
+            total / o,
+            o / b
+        );
+    }
+    model.set_host_kernels(true);
+    println!("peak RSS after prefill and decoding {:.0} MB", peak_rss_mb());
 
     // Vision tower on one image (deterministic noise, already a multiple of 28).
     let img = image::RgbImage::from_fn(side, side, |x, y| {

@@ -238,7 +238,19 @@ fn forward_matches_transformers_layer_by_layer() {
 
 #[test]
 fn greedy_generation_matches_transformers() {
-    let models: HashMap<&str, Qwen25Vl<Flex>> = [("tiny_untied", load("tiny_untied")), ("tiny_tied", load("tiny_tied"))].into();
+    // Both decode paths: the CPU decode kernels (on by default for f32 on the CPU) and burn's
+    // matrix products.
+    for kernels in [true, false] {
+        greedy_generation_matches(kernels);
+    }
+}
+
+fn greedy_generation_matches(kernels: bool) {
+    let mut models: HashMap<&str, Qwen25Vl<Flex>> = [("tiny_untied", load("tiny_untied")), ("tiny_tied", load("tiny_tied"))].into();
+    for m in models.values_mut() {
+        m.set_host_kernels(kernels);
+        assert_eq!(m.host_kernels().is_some(), kernels);
+    }
     for c in cases() {
         let m = &models[c.model.as_str()];
         let input = recorded_input(&c);
@@ -246,11 +258,11 @@ fn greedy_generation_matches_transformers() {
         let params = SamplingParams { max_new_tokens: want.len(), record_logits: true, ..Default::default() };
         let mut s = Session::new(m);
         let out = s.generate(m, None, &input, &params, &mut |_| {}, None).unwrap();
-        assert_eq!(out[0].token_ids, want, "{}: greedy tokens", c.name);
+        assert_eq!(out[0].token_ids, want, "{} (kernels {kernels}): greedy tokens", c.name);
         let step = &c.t["generation_step_logits"].f;
         let got: Vec<f32> = out[0].step_logits.concat();
         let e = max_abs(&got, step);
-        assert!(e <= LOGIT_TOL, "{}: step logits differ by {e}", c.name);
+        assert!(e <= LOGIT_TOL, "{} (kernels {kernels}): step logits differ by {e}", c.name);
     }
 }
 
@@ -258,8 +270,18 @@ fn greedy_generation_matches_transformers() {
 fn batched_decoding_of_different_conversations_matches_transformers() {
     // Every case of one model decoded together, one row per conversation: caches of different
     // lengths, different rope deltas (text, images, video). Each row's step logits must match what
-    // transformers recorded for that case alone.
-    let models: HashMap<&str, Qwen25Vl<Flex>> = [("tiny_untied", load("tiny_untied")), ("tiny_tied", load("tiny_tied"))].into();
+    // transformers recorded for that case alone. Both decode paths (CPU decode kernels, burn).
+    for kernels in [true, false] {
+        batched_decoding_matches(kernels);
+    }
+}
+
+fn batched_decoding_matches(kernels: bool) {
+    let mut models: HashMap<&str, Qwen25Vl<Flex>> = [("tiny_untied", load("tiny_untied")), ("tiny_tied", load("tiny_tied"))].into();
+    for m in models.values_mut() {
+        m.set_host_kernels(kernels);
+        assert_eq!(m.host_kernels().is_some(), kernels);
+    }
     for name in ["tiny_untied", "tiny_tied"] {
         let m = &models[name];
         let cs: Vec<Case> = cases().into_iter().filter(|c| c.model == name).collect();
@@ -287,7 +309,7 @@ fn batched_decoding_of_different_conversations_matches_transformers() {
             let rows = m.decode_rows(&toks, &deltas, &mut refs).unwrap();
             for (i, row) in rows.iter().enumerate() {
                 let e = max_abs(row, &want[i][step * vocab..(step + 1) * vocab]);
-                assert!(e <= LOGIT_TOL, "{}: batched step {step} logits differ by {e}", cs[i].name);
+                assert!(e <= LOGIT_TOL, "{} (kernels {kernels}): batched step {step} logits differ by {e}", cs[i].name);
                 assert_eq!(sightline::model::generate::argmax(row) as u32, greedy[i][step], "{}: greedy token {step}", cs[i].name);
             }
         }
@@ -477,4 +499,44 @@ fn sharded_checkpoint_with_new_key_layout_loads_to_the_same_model() {
     std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
     let e = load_model::<Flex>(dir.path(), &Default::default(), DType::F32).err().unwrap().to_string();
     assert!(e.contains("model-00002-of-00002.safetensors") && e.contains("missing"), "{e}");
+}
+
+#[test]
+fn a_bf16_checkpoint_keeps_bf16_kernel_weights_and_decodes_as_burn_does() {
+    // The released checkpoints are bf16: write the tiny fixture's weights as bf16 (truncated), as
+    // such a checkpoint would hold them. On the CPU the kernels keep them in bf16 (lossless), and
+    // decoding must give burn's f32 results on the same (upcast) weights.
+    use safetensors::tensor::TensorView;
+    let src = fix().join("tiny_untied");
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for name in st.names() {
+        let t = st.tensor(name).unwrap();
+        assert_eq!(t.dtype(), Dtype::F32);
+        let bf16: Vec<u8> = t.data().chunks(4).flat_map(|c| [c[2], c[3]]).collect();
+        data.push((name.to_string(), t.shape().to_vec(), bf16));
+    }
+    let views: Vec<(String, TensorView)> = data.iter().map(|(n, shape, b)| (n.clone(), TensorView::new(Dtype::BF16, shape.clone(), b).unwrap())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+    safetensors::serialize_to_file(views, None, &dir.path().join("model.safetensors")).unwrap();
+
+    let mut m = load_model::<Flex>(dir.path(), &Default::default(), DType::F32).unwrap();
+    let k = m.host_kernels().expect("CPU kernels are on by default for f32 on the CPU");
+    assert_eq!(k.storage(), sightline::model::host_kernels::WeightStorage::Bf16);
+    let bf16_bytes = k.bytes();
+    let f32_bytes = load("tiny_untied").host_kernels().unwrap().bytes();
+    assert_eq!(bf16_bytes * 2, f32_bytes, "bf16 panels are half the f32 ones");
+
+    let c = cases().into_iter().find(|c| c.name == "tiny_untied__two_images").unwrap();
+    let input = recorded_input(&c);
+    let params = SamplingParams { max_new_tokens: 6, record_logits: true, ..Default::default() };
+    let with_kernels = Session::new(&m).generate(&m, None, &input, &params, &mut |_| {}, None).unwrap();
+    m.set_host_kernels(false);
+    assert!(m.host_kernels().is_none());
+    let with_burn = Session::new(&m).generate(&m, None, &input, &params, &mut |_| {}, None).unwrap();
+    assert_eq!(with_kernels[0].token_ids, with_burn[0].token_ids);
+    let e = max_abs(&with_kernels[0].step_logits.concat(), &with_burn[0].step_logits.concat());
+    assert!(e <= 1e-5, "kernel and burn decoding differ by {e} on the same bf16 weights");
 }

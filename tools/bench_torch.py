@@ -16,7 +16,9 @@ attention implementation (eager, sdpa):
 Each is warmed up, then the median (and min/max) of --repeats runs is reported, together
 with the process's peak RSS (getrusage).  `--save DIR` writes the random weights as a
 Hugging Face checkpoint folder (flat released-style config.json + model.safetensors) so the
-Rust benchmark can load exactly the same model.
+Rust benchmark can load exactly the same model.  `--bf16-weights` rounds them to bfloat16 and
+saves them in bf16 like the released Qwen2.5-VL checkpoints; both sides still compute in
+float32 (the upcast is exact), so the numbers are the same, only the storage differs.
 
     .venv/bin/python tools/bench_torch.py --threads 2 --json /tmp/bench_torch.json --save /tmp/bench44m
 """
@@ -114,6 +116,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--decode-repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--bf16-weights",
+        action="store_true",
+        help="round the random weights to bfloat16 and save them in bf16, as the released checkpoints are; "
+        "both sides still compute in float32 (exact upcast)",
+    )
     ap.add_argument("--save", type=Path, help="write the random weights as a HF checkpoint folder here")
     ap.add_argument("--json", type=Path, help="write the results here")
     a = ap.parse_args()
@@ -142,6 +150,8 @@ def main() -> int:
         tmp = tempfile.TemporaryDirectory()
         save_dir = Path(tmp.name)
     save_dir.mkdir(parents=True, exist_ok=True)
+    if a.bf16_weights:
+        model = model.to(torch.bfloat16)
     model.save_pretrained(save_dir, safe_serialization=True)
     hf_cfg = (save_dir / "config.json").read_text()
     (save_dir / "config_hf_nested.json").write_text(hf_cfg)
@@ -174,6 +184,7 @@ def main() -> int:
         "init_s": init_s,
         "prefill_tokens": a.prefill,
         "decode_tokens": a.decode,
+        "weights": "bfloat16 values (saved in bf16), computed in float32" if a.bf16_weights else "float32",
         "image": {"side": a.image, "grid_thw": thw.tolist(), "patches": int(pv.shape[0])},
         "by_attn": {},
     }

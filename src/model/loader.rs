@@ -6,7 +6,6 @@
 
 use super::config::Qwen25VlConfig;
 use super::qwen::{Qwen25Vl, Qwen25VlWeights};
-use super::rope::VideoTime;
 use burn::tensor::backend::Backend;
 use burn::tensor::DType;
 use burn_store::{ApplyError, KeyRemapper, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot};
@@ -165,5 +164,5 @@ pub fn load_model<B: Backend>(dir: &Path, device: &B::Device, dtype: DType) -> R
     let cfg = Qwen25VlConfig::from_file(&cfg_path).map_err(|e| LoadError { path: e.file, message: e.message })?;
     let files = weight_files(dir)?;
     let weights = load_weights::<B>(&cfg, &files, device, dtype)?;
-    Ok(Qwen25Vl { cfg, weights, device: device.clone(), dtype, video_time: VideoTime::default() })
+    Ok(Qwen25Vl::from_weights(cfg, weights, device.clone(), dtype))
 }

@@ -4,7 +4,8 @@
 //! single-token decoding with the rope delta.
 
 use super::config::Qwen25VlConfig;
-use super::layers::{index_tensor, linear, tensor, to_vec};
+use super::host_kernels::{side_by_side, DecodeKernels, LayerKernels, PackedLinear};
+use super::layers::{index_tensor, linear, on_host, tensor, to_vec};
 use super::preprocess::VisionInput;
 use super::rope::{get_rope_index, text_cos_sin, GridThw, RopeIndex, VideoTime};
 use super::text::{KvCache, TextModel};
@@ -13,6 +14,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
+use std::sync::Arc;
 
 /// Every weight of a checkpoint, named as the remapped safetensors keys.
 #[derive(Module, Debug)]
@@ -78,13 +80,86 @@ pub struct Qwen25Vl<B: Backend> {
     pub dtype: DType,
     /// How video time positions are computed (transformers 4.57 truncates seconds per grid).
     pub video_time: VideoTime,
+    /// The text weights packed for the CPU kernels (`host_kernels`): built for f32 models on the
+    /// CPU backend unless `SIGHTLINE_CPU_KERNELS=off`. Repack (`set_host_kernels` off, then on)
+    /// after changing `weights`.
+    host: Option<Arc<DecodeKernels>>,
+}
+
+/// Whether `B` is burn's CPU backend (the decode kernels run on the host).
+fn is_cpu_backend<B: Backend>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>()
+}
+
+/// `SIGHTLINE_CPU_KERNELS=off` (or `0`/`false`) turns the CPU decode kernels off.
+fn cpu_kernels_wanted() -> bool {
+    !matches!(std::env::var("SIGHTLINE_CPU_KERNELS").map(|v| v.to_ascii_lowercase()).as_deref(), Ok("off" | "0" | "false" | "no"))
 }
 
 impl<B: Backend> Qwen25Vl<B> {
     /// A randomly initialised model (tests and benchmarks).
     pub fn random(cfg: Qwen25VlConfig, device: B::Device, dtype: DType) -> Self {
         let weights = Qwen25VlWeights::new(&cfg, &device);
-        Qwen25Vl { cfg, weights, device, dtype, video_time: VideoTime::default() }
+        Self::from_weights(cfg, weights, device, dtype)
+    }
+
+    /// A model over loaded weights; packs the CPU decode kernels where they apply.
+    pub fn from_weights(cfg: Qwen25VlConfig, weights: Qwen25VlWeights<B>, device: B::Device, dtype: DType) -> Self {
+        let mut model = Qwen25Vl { cfg, weights, device, dtype, video_time: VideoTime::default(), host: None };
+        model.set_host_kernels(cpu_kernels_wanted());
+        model
+    }
+
+    /// Turn the CPU kernels on (packing the current weights, unless already on) or off. They
+    /// apply only to f32 models on the CPU backend; elsewhere this leaves them off. After
+    /// changing `weights`, turn them off and on again to repack.
+    pub fn set_host_kernels(&mut self, on: bool) {
+        if !(on && self.dtype == DType::F32 && is_cpu_backend::<B>()) {
+            self.host = None;
+        } else if self.host.is_none() {
+            self.host = Some(Arc::new(self.pack_decode_kernels()));
+        }
+    }
+
+    /// The packed decode kernels, when on.
+    pub fn host_kernels(&self) -> Option<&DecodeKernels> {
+        self.host.as_deref()
+    }
+
+    /// Pack the text model's linear layers (q/k/v fused, gate/up fused) and the output layer.
+    fn pack_decode_kernels(&self) -> DecodeKernels {
+        let tc = &self.cfg.text;
+        let d = tc.hidden_size;
+        let host = |l: &Linear<B>| (to_vec(l.weight.val()), l.weight.dims()[1], l.bias.as_ref().map(|b| to_vec(b.val())));
+        let layers = self
+            .weights
+            .model
+            .layers
+            .iter()
+            .map(|layer| {
+                let a = &layer.self_attn;
+                let (q, k, v) = (host(&a.q_proj), host(&a.k_proj), host(&a.v_proj));
+                let (w, n, b) = side_by_side(d, &[(&q.0, q.1, q.2.as_deref()), (&k.0, k.1, k.2.as_deref()), (&v.0, v.1, v.2.as_deref())]);
+                let qkv = PackedLinear::from_in_out(d, n, &w, b);
+                let o = host(&a.o_proj);
+                let o = PackedLinear::from_in_out(o.0.len() / o.1, o.1, &o.0, o.2);
+                let m = &layer.mlp;
+                let (g, u) = (host(&m.gate_proj), host(&m.up_proj));
+                let (w, n, b) = side_by_side(d, &[(&g.0, g.1, g.2.as_deref()), (&u.0, u.1, u.2.as_deref())]);
+                let gate_up = PackedLinear::from_in_out(d, n, &w, b);
+                let dn = host(&m.down_proj);
+                let down = PackedLinear::from_in_out(dn.0.len() / dn.1, dn.1, &dn.0, dn.2);
+                LayerKernels { qkv, o, gate_up, down }
+            })
+            .collect();
+        let lm_head = match &self.weights.lm_head {
+            Some(h) => {
+                let (w, n, b) = host(h);
+                PackedLinear::from_in_out(d, n, &w, b)
+            }
+            None => PackedLinear::from_out_in(tc.vocab_size, d, &to_vec(self.weights.model.embed_tokens.weight.val())),
+        };
+        DecodeKernels { layers, lm_head }
     }
 
     /// Locate every image and video in `input` and check the pad counts against the grids.
@@ -233,13 +308,16 @@ impl<B: Backend> Qwen25Vl<B> {
         let (cos, sin) = text_cos_sin(tc, &[p.clone(), p.clone(), p]);
         let cos = tensor::<B, 3>(cos, [rows, 1, hd], &self.device, DType::F32);
         let sin = tensor::<B, 3>(sin, [rows, 1, hd], &self.device, DType::F32);
-        let out = self.weights.model.forward_rows(tc, x, &cos, &sin, caches);
+        let out = self.weights.model.forward_rows(tc, x, &cos, &sin, caches, self.host_kernels());
         let flat = to_vec(self.lm_head(out));
         let vocab = tc.vocab_size;
         Ok(flat.chunks(vocab).map(|c| c.to_vec()).collect())
     }
 
     fn lm_head(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
+        if let Some(k) = self.host_kernels() {
+            return on_host(hidden, k.lm_head.n, |xs, rows| k.lm_head.forward(xs, rows));
+        }
         match &self.weights.lm_head {
             Some(h) => h.forward(hidden),
             None => hidden.matmul(self.weights.model.embed_tokens.weight.val().transpose()),
@@ -256,7 +334,7 @@ impl<B: Backend> Qwen25Vl<B> {
         let sin = tensor::<B, 3>(sin, [len, 1, hd], &self.device, DType::F32);
         let x = x.cast(self.dtype);
         let embeds = if collect_hidden { Some(x.clone()) } else { None };
-        let (out, layers) = self.weights.model.forward(tc, x, &cos, &sin, cache, collect_hidden);
+        let (out, layers) = self.weights.model.forward(tc, x, &cos, &sin, cache, collect_hidden, self.host_kernels());
         let rows = if all_logits { len } else { 1 };
         let last = if all_logits { out.clone() } else { out.clone().narrow(0, len - 1, 1) };
         let logits = self.lm_head(last);

@@ -3,7 +3,8 @@
 //! `lm_head`; plus the per-layer KV cache used for incremental decoding and prefix reuse.
 
 use super::config::TextConfig;
-use super::layers::{apply_rotary, linear, softmax_f32, Mlp, RmsNorm};
+use super::host_kernels::{DecodeKernels, LayerKernels};
+use super::layers::{apply_rotary, linear, on_host, softmax_f32, Mlp, RmsNorm};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::backend::Backend;
@@ -88,7 +89,9 @@ impl<B: Backend> TextModel<B> {
 
     /// Run the decoder over `x` (`[len, hidden]`, positions after `cache.len`), appending to the
     /// cache. `cos`/`sin` are `[len, 1, head_dim]`. Returns the normed hidden states and, when
-    /// `collect` is set, every layer's output followed by the final normed output.
+    /// `collect` is set, every layer's output followed by the final normed output. With
+    /// `kernels`, the linear layers run on the CPU kernels instead of burn's matrix products.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         tc: &TextConfig,
@@ -97,15 +100,17 @@ impl<B: Backend> TextModel<B> {
         sin: &Tensor<B, 3>,
         cache: &mut KvCache<B>,
         collect: bool,
+        kernels: Option<&DecodeKernels>,
     ) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
         let [len, _] = x.dims();
         let past = cache.len;
-        let mut hidden = Vec::new();
+                let mut hidden = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
+            let lk = kernels.map(|k| &k.layers[i]);
             let h = layer.input_layernorm.forward(x.clone(), tc.rms_norm_eps);
-            let h = layer.self_attn.forward(tc, h, cos, sin, &mut cache.layers[i]);
+            let h = layer.self_attn.forward(tc, h, cos, sin, &mut cache.layers[i], lk);
             x = x.add(h);
-            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps));
+            let h = layer.mlp_forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps), lk);
             x = x.add(h);
             if collect {
                 hidden.push(x.clone());
@@ -122,13 +127,23 @@ impl<B: Backend> TextModel<B> {
     /// One new token per conversation: row `b` of `x` (`[rows, hidden]`) is the next token of
     /// `caches[b]`, with its own position in `cos`/`sin` (`[rows, 1, head_dim]`). Every linear layer
     /// runs once over all rows (the weights are read once per step), attention row by row.
-    pub fn forward_rows(&self, tc: &TextConfig, mut x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>, caches: &mut [&mut KvCache<B>]) -> Tensor<B, 2> {
+    /// With `kernels`, the linear layers run on the CPU kernels.
+    pub fn forward_rows(
+        &self,
+        tc: &TextConfig,
+        mut x: Tensor<B, 2>,
+        cos: &Tensor<B, 3>,
+        sin: &Tensor<B, 3>,
+        caches: &mut [&mut KvCache<B>],
+        kernels: Option<&DecodeKernels>,
+    ) -> Tensor<B, 2> {
         for (i, layer) in self.layers.iter().enumerate() {
+            let lk = kernels.map(|k| &k.layers[i]);
             let h = layer.input_layernorm.forward(x.clone(), tc.rms_norm_eps);
             let mut layer_caches: Vec<&mut Option<(Tensor<B, 3>, Tensor<B, 3>)>> = caches.iter_mut().map(|c| &mut c.layers[i]).collect();
-            let h = layer.self_attn.forward_rows(tc, h, cos, sin, &mut layer_caches);
+            let h = layer.self_attn.forward_rows(tc, h, cos, sin, &mut layer_caches, lk);
             x = x.add(h);
-            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps));
+            let h = layer.mlp_forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps), lk);
             x = x.add(h);
         }
         for c in caches.iter_mut() {
@@ -138,15 +153,40 @@ impl<B: Backend> TextModel<B> {
     }
 }
 
+impl<B: Backend> DecoderLayer<B> {
+    /// The SwiGLU MLP, on the decode kernels when given.
+    fn mlp_forward(&self, x: Tensor<B, 2>, kernels: Option<&LayerKernels>) -> Tensor<B, 2> {
+        match kernels {
+            Some(lk) => on_host(x, lk.down.n, |xs, rows| lk.mlp(xs, rows)),
+            None => self.mlp.forward(x),
+        }
+    }
+}
+
 impl<B: Backend> SelfAttention<B> {
     /// Rotated queries and keys and the values of `x`'s rows: `[h, len, hd]`, `[kvh, len, hd]` ×2.
-    fn project(&self, tc: &TextConfig, x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
+    fn project(&self, tc: &TextConfig, x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>, kernels: Option<&LayerKernels>) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
         let [len, _] = x.dims();
         let (h, kvh, hd) = (tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim());
-        let q = apply_rotary(self.q_proj.forward(x.clone()).reshape([len, h, hd]), cos, sin).swap_dims(0, 1);
-        let k = apply_rotary(self.k_proj.forward(x.clone()).reshape([len, kvh, hd]), cos, sin).swap_dims(0, 1);
-        let v = self.v_proj.forward(x).reshape([len, kvh, hd]).swap_dims(0, 1);
+        let (q, k, v) = match kernels {
+            Some(lk) => {
+                let qkv = on_host(x, lk.qkv.n, |xs, rows| lk.qkv.forward(xs, rows));
+                (qkv.clone().narrow(1, 0, h * hd), qkv.clone().narrow(1, h * hd, kvh * hd), qkv.narrow(1, (h + kvh) * hd, kvh * hd))
+            }
+            None => (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x)),
+        };
+        let q = apply_rotary(q.reshape([len, h, hd]), cos, sin).swap_dims(0, 1);
+        let k = apply_rotary(k.reshape([len, kvh, hd]), cos, sin).swap_dims(0, 1);
+        let v = v.reshape([len, kvh, hd]).swap_dims(0, 1);
         (q, k, v)
+    }
+
+    /// `o_proj`, on the decode kernels when given.
+    fn output(&self, x: Tensor<B, 2>, kernels: Option<&LayerKernels>) -> Tensor<B, 2> {
+        match kernels {
+            Some(lk) => on_host(x, lk.o.n, |xs, rows| lk.o.forward(xs, rows)),
+            None => self.o_proj.forward(x),
+        }
     }
 
     /// Append `k`/`v` to the cache and attend `q` (positions after the cached ones) to it;
@@ -185,20 +225,30 @@ impl<B: Backend> SelfAttention<B> {
         cos: &Tensor<B, 3>,
         sin: &Tensor<B, 3>,
         cache: &mut Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+        kernels: Option<&LayerKernels>,
     ) -> Tensor<B, 2> {
-        let (q, k, v) = self.project(tc, x, cos, sin);
-        self.o_proj.forward(Self::attend(tc, q, k, v, cache))
+        let (q, k, v) = self.project(tc, x, cos, sin, kernels);
+        self.output(Self::attend(tc, q, k, v, cache), kernels)
     }
 
     /// One new token for each of several conversations (row `b` of `x` continues `caches[b]`):
     /// the projections run on all rows at once, attention per row against its own cache.
-    fn forward_rows(&self, tc: &TextConfig, x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>, caches: &mut [&mut Option<(Tensor<B, 3>, Tensor<B, 3>)>]) -> Tensor<B, 2> {
-        let (q, k, v) = self.project(tc, x, cos, sin);
+    #[allow(clippy::type_complexity)]
+    fn forward_rows(
+        &self,
+        tc: &TextConfig,
+        x: Tensor<B, 2>,
+        cos: &Tensor<B, 3>,
+        sin: &Tensor<B, 3>,
+        caches: &mut [&mut Option<(Tensor<B, 3>, Tensor<B, 3>)>],
+        kernels: Option<&LayerKernels>,
+    ) -> Tensor<B, 2> {
+        let (q, k, v) = self.project(tc, x, cos, sin, kernels);
         let rows: Vec<Tensor<B, 2>> = caches
             .iter_mut()
             .enumerate()
             .map(|(b, cache)| Self::attend(tc, q.clone().narrow(1, b, 1), k.clone().narrow(1, b, 1), v.clone().narrow(1, b, 1), cache))
             .collect();
-        self.o_proj.forward(Tensor::cat(rows, 0))
+        self.output(Tensor::cat(rows, 0), kernels)
     }
 }

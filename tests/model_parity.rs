@@ -238,7 +238,7 @@ fn forward_matches_transformers_layer_by_layer() {
 
 #[test]
 fn greedy_generation_matches_transformers() {
-    // Both decode paths: the CPU decode kernels (on by default for f32 on the CPU) and burn's
+    // Both decode paths: the CPU kernels (on by default for f32 on the CPU) and burn's
     // matrix products.
     for kernels in [true, false] {
         greedy_generation_matches(kernels);
@@ -270,7 +270,7 @@ fn greedy_generation_matches(kernels: bool) {
 fn batched_decoding_of_different_conversations_matches_transformers() {
     // Every case of one model decoded together, one row per conversation: caches of different
     // lengths, different rope deltas (text, images, video). Each row's step logits must match what
-    // transformers recorded for that case alone. Both decode paths (CPU decode kernels, burn).
+    // transformers recorded for that case alone. Both decode paths (CPU kernels, burn).
     for kernels in [true, false] {
         batched_decoding_matches(kernels);
     }

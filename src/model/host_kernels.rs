@@ -13,7 +13,7 @@
 //! and the same products as f32 weights, since the widening is exact. Arithmetic is f32 with
 //! f32 accumulation in every case; only the summation order differs from burn's kernels (~1e-6).
 //!
-//! [`DecodeKernels`] packs a model's text weights once; the q/k/v projections are fused into one
+//! [`TextKernels`] packs a model's text weights once; the q/k/v projections are fused into one
 //! matrix, as are gate and up. Prefill uses them too (rows four at a time over L2-sized blocks of
 //! each panel): on `bench-44m` that was faster than flex's matrix products (docs/benchmarks.md).
 
@@ -321,12 +321,12 @@ impl LayerKernels {
 
 /// The language model's linear layers packed for decoding.
 #[derive(Clone, Debug)]
-pub struct DecodeKernels {
+pub struct TextKernels {
     pub layers: Vec<LayerKernels>,
     pub lm_head: PackedLinear,
 }
 
-impl DecodeKernels {
+impl TextKernels {
     /// Bytes of packed weights.
     pub fn bytes(&self) -> usize {
         self.lm_head.bytes() + self.layers.iter().map(|l| l.qkv.bytes() + l.o.bytes() + l.gate_up.bytes() + l.down.bytes()).sum::<usize>()

@@ -80,8 +80,8 @@ pub fn softmax_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     activation::softmax(x.cast(DType::F32), D - 1).cast(dtype)
 }
 
-/// Apply a host function to the rows of `x` (`[rows, k]` f32 → `[rows, n]`): the CPU decode
-/// kernels' bridge (on the CPU backend the copies are of a few kilobytes).
+/// Apply a host function to the rows of `x` (`[rows, k]` f32 → `[rows, n]`): the CPU kernels'
+/// bridge (one copy each way on the CPU backend).
 pub fn on_host<B: Backend>(x: Tensor<B, 2>, n: usize, f: impl FnOnce(&[f32], usize) -> Vec<f32>) -> Tensor<B, 2> {
     let [rows, _] = x.dims();
     let device = x.device();

@@ -4,7 +4,7 @@
 //! single-token decoding with the rope delta.
 
 use super::config::Qwen25VlConfig;
-use super::host_kernels::{side_by_side, DecodeKernels, LayerKernels, PackedLinear};
+use super::host_kernels::{side_by_side, LayerKernels, MatrixPart, PackedLinear, TextKernels};
 use super::layers::{index_tensor, linear, on_host, tensor, to_vec};
 use super::preprocess::VisionInput;
 use super::rope::{get_rope_index, text_cos_sin, GridThw, RopeIndex, VideoTime};
@@ -83,15 +83,15 @@ pub struct Qwen25Vl<B: Backend> {
     /// The text weights packed for the CPU kernels (`host_kernels`): built for f32 models on the
     /// CPU backend unless `SIGHTLINE_CPU_KERNELS=off`. Repack (`set_host_kernels` off, then on)
     /// after changing `weights`.
-    host: Option<Arc<DecodeKernels>>,
+    host: Option<Arc<TextKernels>>,
 }
 
-/// Whether `B` is burn's CPU backend (the decode kernels run on the host).
+/// Whether `B` is burn's CPU backend (the CPU kernels run on the host).
 fn is_cpu_backend<B: Backend>() -> bool {
     std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::Flex>()
 }
 
-/// `SIGHTLINE_CPU_KERNELS=off` (or `0`/`false`) turns the CPU decode kernels off.
+/// `SIGHTLINE_CPU_KERNELS=off` (or `0`/`false`) turns the CPU kernels off.
 fn cpu_kernels_wanted() -> bool {
     !matches!(std::env::var("SIGHTLINE_CPU_KERNELS").map(|v| v.to_ascii_lowercase()).as_deref(), Ok("off" | "0" | "false" | "no"))
 }
@@ -103,7 +103,7 @@ impl<B: Backend> Qwen25Vl<B> {
         Self::from_weights(cfg, weights, device, dtype)
     }
 
-    /// A model over loaded weights; packs the CPU decode kernels where they apply.
+    /// A model over loaded weights; packs the CPU kernels where they apply.
     pub fn from_weights(cfg: Qwen25VlConfig, weights: Qwen25VlWeights<B>, device: B::Device, dtype: DType) -> Self {
         let mut model = Qwen25Vl { cfg, weights, device, dtype, video_time: VideoTime::default(), host: None };
         model.set_host_kernels(cpu_kernels_wanted());
@@ -117,49 +117,55 @@ impl<B: Backend> Qwen25Vl<B> {
         if !(on && self.dtype == DType::F32 && is_cpu_backend::<B>()) {
             self.host = None;
         } else if self.host.is_none() {
-            self.host = Some(Arc::new(self.pack_decode_kernels()));
+            self.host = Some(Arc::new(self.pack_text_kernels()));
         }
     }
 
-    /// The packed decode kernels, when on.
-    pub fn host_kernels(&self) -> Option<&DecodeKernels> {
+    /// The packed CPU kernels, when on.
+    pub fn host_kernels(&self) -> Option<&TextKernels> {
         self.host.as_deref()
     }
 
     /// Pack the text model's linear layers (q/k/v fused, gate/up fused) and the output layer.
-    fn pack_decode_kernels(&self) -> DecodeKernels {
+    fn pack_text_kernels(&self) -> TextKernels {
         let tc = &self.cfg.text;
         let d = tc.hidden_size;
-        let host = |l: &Linear<B>| (to_vec(l.weight.val()), l.weight.dims()[1], l.bias.as_ref().map(|b| to_vec(b.val())));
+        // A linear layer's host weights `[in][out]`, its sizes and bias.
+        let host = |l: &Linear<B>| {
+            let [k, n] = l.weight.dims();
+            (to_vec(l.weight.val()), k, n, l.bias.as_ref().map(|b| to_vec(b.val())))
+        };
+        let pack = |l: &Linear<B>| {
+            let (w, k, n, b) = host(l);
+            PackedLinear::from_in_out(k, n, &w, b)
+        };
+        // Linear layers over the same input, side by side as one.
+        let fused = |ls: &[&Linear<B>]| {
+            let parts: Vec<_> = ls.iter().map(|l| host(l)).collect();
+            let views: Vec<MatrixPart> = parts.iter().map(|(w, _, n, b)| (w.as_slice(), *n, b.as_deref())).collect();
+            let (w, n, b) = side_by_side(d, &views);
+            PackedLinear::from_in_out(d, n, &w, b)
+        };
         let layers = self
             .weights
             .model
             .layers
             .iter()
             .map(|layer| {
-                let a = &layer.self_attn;
-                let (q, k, v) = (host(&a.q_proj), host(&a.k_proj), host(&a.v_proj));
-                let (w, n, b) = side_by_side(d, &[(&q.0, q.1, q.2.as_deref()), (&k.0, k.1, k.2.as_deref()), (&v.0, v.1, v.2.as_deref())]);
-                let qkv = PackedLinear::from_in_out(d, n, &w, b);
-                let o = host(&a.o_proj);
-                let o = PackedLinear::from_in_out(o.0.len() / o.1, o.1, &o.0, o.2);
-                let m = &layer.mlp;
-                let (g, u) = (host(&m.gate_proj), host(&m.up_proj));
-                let (w, n, b) = side_by_side(d, &[(&g.0, g.1, g.2.as_deref()), (&u.0, u.1, u.2.as_deref())]);
-                let gate_up = PackedLinear::from_in_out(d, n, &w, b);
-                let dn = host(&m.down_proj);
-                let down = PackedLinear::from_in_out(dn.0.len() / dn.1, dn.1, &dn.0, dn.2);
-                LayerKernels { qkv, o, gate_up, down }
+                let (a, m) = (&layer.self_attn, &layer.mlp);
+                LayerKernels {
+                    qkv: fused(&[&a.q_proj, &a.k_proj, &a.v_proj]),
+                    o: pack(&a.o_proj),
+                    gate_up: fused(&[&m.gate_proj, &m.up_proj]),
+                    down: pack(&m.down_proj),
+                }
             })
             .collect();
         let lm_head = match &self.weights.lm_head {
-            Some(h) => {
-                let (w, n, b) = host(h);
-                PackedLinear::from_in_out(d, n, &w, b)
-            }
+            Some(h) => pack(h),
             None => PackedLinear::from_out_in(tc.vocab_size, d, &to_vec(self.weights.model.embed_tokens.weight.val())),
         };
-        DecodeKernels { layers, lm_head }
+        TextKernels { layers, lm_head }
     }
 
     /// Locate every image and video in `input` and check the pad counts against the grids.

@@ -3,7 +3,7 @@
 //! `lm_head`; plus the per-layer KV cache used for incremental decoding and prefix reuse.
 
 use super::config::TextConfig;
-use super::host_kernels::{DecodeKernels, LayerKernels};
+use super::host_kernels::{TextKernels, LayerKernels};
 use super::layers::{apply_rotary, linear, on_host, softmax_f32, Mlp, RmsNorm};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
@@ -100,11 +100,11 @@ impl<B: Backend> TextModel<B> {
         sin: &Tensor<B, 3>,
         cache: &mut KvCache<B>,
         collect: bool,
-        kernels: Option<&DecodeKernels>,
+        kernels: Option<&TextKernels>,
     ) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
         let [len, _] = x.dims();
         let past = cache.len;
-                let mut hidden = Vec::new();
+        let mut hidden = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             let lk = kernels.map(|k| &k.layers[i]);
             let h = layer.input_layernorm.forward(x.clone(), tc.rms_norm_eps);
@@ -135,7 +135,7 @@ impl<B: Backend> TextModel<B> {
         cos: &Tensor<B, 3>,
         sin: &Tensor<B, 3>,
         caches: &mut [&mut KvCache<B>],
-        kernels: Option<&DecodeKernels>,
+        kernels: Option<&TextKernels>,
     ) -> Tensor<B, 2> {
         for (i, layer) in self.layers.iter().enumerate() {
             let lk = kernels.map(|k| &k.layers[i]);
@@ -154,7 +154,7 @@ impl<B: Backend> TextModel<B> {
 }
 
 impl<B: Backend> DecoderLayer<B> {
-    /// The SwiGLU MLP, on the decode kernels when given.
+    /// The SwiGLU MLP, on the CPU kernels when given.
     fn mlp_forward(&self, x: Tensor<B, 2>, kernels: Option<&LayerKernels>) -> Tensor<B, 2> {
         match kernels {
             Some(lk) => on_host(x, lk.down.n, |xs, rows| lk.mlp(xs, rows)),
@@ -181,7 +181,7 @@ impl<B: Backend> SelfAttention<B> {
         (q, k, v)
     }
 
-    /// `o_proj`, on the decode kernels when given.
+    /// `o_proj`, on the CPU kernels when given.
     fn output(&self, x: Tensor<B, 2>, kernels: Option<&LayerKernels>) -> Tensor<B, 2> {
         match kernels {
             Some(lk) => on_host(x, lk.o.n, |xs, rows| lk.o.forward(xs, rows)),

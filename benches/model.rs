@@ -5,10 +5,10 @@
 //!
 //! `cargo bench --bench model` (random weights), or `-- --model DIR` to load the checkpoint that
 //! `tools/bench_torch.py --save DIR` wrote, so both sides run the same weights. Other options:
-//! `--prefill N`, `--decode N`, `--image SIDE`, `--repeats R`, `--paths both|kernels|burn`
-//! (the text model's linear layers on the CPU kernels, on burn's matrix products, or both,
-//! alternated round by round). Threads: the flex backend's rayon
-//! pool (`RAYON_NUM_THREADS`, default one per core).
+//! `--prefill N`, `--decode N`, `--image SIDE` (0 skips the vision tower), `--repeats R`,
+//! `--paths both|kernels|burn` (the host decoder on the CPU kernels, burn's decoder, or both,
+//! alternated round by round). Threads: the flex backend's rayon pool (`RAYON_NUM_THREADS`,
+//! default one per core).
 
 use burn::backend::Flex;
 use burn::tensor::DType;
@@ -57,7 +57,7 @@ fn main() {
     let ids: Vec<u32> = (0..prefill_n as u64).map(|i| ((i * 7919 + 13) % (cfg.text.vocab_size as u64 - 8)) as u32).collect();
     let input = ModelInput { ids, ..Default::default() };
     let layers = cfg.text.num_hidden_layers;
-    // Both paths (the CPU kernels and burn's matrix products) alternated round by round, so
+    // Both decoders (the host one on the CPU kernels, and burn's) alternated round by round, so
     // that both see the same machine; `--paths kernels|burn` runs one.
     let paths: Vec<bool> = match arg("--paths").as_deref() {
         Some("kernels") => vec![true],
@@ -92,8 +92,8 @@ fn main() {
         for (pi, &kernels) in paths.iter().enumerate() {
             model.set_host_kernels(kernels);
             names[pi] = match model.host_kernels() {
-                Some(k) => format!("CPU kernels, {:?} weights ({:.0} MB packed)", k.storage(), k.bytes() as f64 / 1e6),
-                None => "burn matrix products".to_string(),
+                Some(k) => format!("host decoder on the CPU kernels, {:?} weights ({:.0} MB packed)", k.storage(), k.bytes() as f64 / 1e6),
+                None => "burn decoder".to_string(),
             };
             let mut c = cache.clone();
             let mut tok = first;
@@ -145,6 +145,9 @@ fn main() {
     model.set_host_kernels(true);
     println!("peak RSS after prefill and decoding {:.0} MB", peak_rss_mb());
 
+    if side == 0 {
+        return; // `--image 0`: text model only
+    }
     // Vision tower on one image (deterministic noise, already a multiple of 28).
     let img = image::RgbImage::from_fn(side, side, |x, y| {
         let h = (x as u64).wrapping_mul(2654435761) ^ (y as u64).wrapping_mul(40503);

@@ -198,8 +198,19 @@ fn rope_index_and_vision_windows_match_transformers() {
 
 #[test]
 fn forward_matches_transformers_layer_by_layer() {
-    let models: HashMap<&str, Qwen25Vl<Flex>> = [("tiny_untied", load("tiny_untied")), ("tiny_tied", load("tiny_tied"))].into();
-    let mut report = Vec::new();
+    // Both decoders: the host one on the CPU kernels (on by default for f32 on the CPU) and burn's.
+    for kernels in [true, false] {
+        forward_matches_layer_by_layer(kernels);
+    }
+}
+
+fn forward_matches_layer_by_layer(kernels: bool) {
+    let mut models: HashMap<&str, Qwen25Vl<Flex>> = [("tiny_untied", load("tiny_untied")), ("tiny_tied", load("tiny_tied"))].into();
+    for m in models.values_mut() {
+        m.set_host_kernels(kernels);
+        assert_eq!(m.host_kernels().is_some(), kernels);
+    }
+    let mut report = vec![format!("host decoder: {kernels}")];
     for c in cases() {
         let m = &models[c.model.as_str()];
         let input = recorded_input(&c);
@@ -316,6 +327,35 @@ fn batched_decoding_matches(kernels: bool) {
         // Mismatched arguments are an error, not a panic.
         let mut refs: Vec<&mut KvCache<Flex>> = caches.iter_mut().collect();
         assert!(m.decode_rows(&[1], &deltas, &mut refs).is_err());
+    }
+}
+
+#[test]
+fn a_conversation_can_switch_between_the_host_and_burn_decoders() {
+    // Prefill on one decoder, decode on the other: the cache changes form (host panels ↔ burn
+    // tensors) and the step logits stay transformers'.
+    let mut m = load("tiny_untied");
+    let c = cases().into_iter().find(|c| c.name == "tiny_untied__two_images").unwrap();
+    let input = recorded_input(&c);
+    let vocab = m.cfg.text.vocab_size;
+    let steps = &c.t["generation_step_logits"].f;
+    let greedy: Vec<u32> = c.t["generated_ids"].i.iter().map(|&x| x as u32).collect();
+    for first in [true, false] {
+        m.set_host_kernels(first);
+        let mut cache = KvCache::new(m.cfg.text.num_hidden_layers);
+        let (out, delta) = m.prefill(&input, &mut cache, false, false).unwrap();
+        assert!(max_abs(&out.logits, &steps[..vocab]) <= LOGIT_TOL);
+        for step in 1..3 {
+            // Alternate: the other decoder first, then back.
+            m.set_host_kernels(if step == 1 { !first } else { first });
+            let row = m.decode_step(greedy[step - 1], delta, &mut cache).unwrap();
+            let e = max_abs(&row, &steps[step * vocab..(step + 1) * vocab]);
+            assert!(e <= LOGIT_TOL, "prefill on host decoder {first}, step {step}: logits differ by {e}");
+        }
+        // Truncating the converted cache and prefilling the rest again gives the same logits.
+        cache.truncate(input.ids.len() - 3);
+        let (again, _) = m.prefill(&input, &mut cache, false, false).unwrap();
+        assert!(max_abs(&again.logits, &steps[..vocab]) <= LOGIT_TOL, "re-prefill after truncation (host decoder {first})");
     }
 }
 

@@ -14,15 +14,21 @@
 //! f32 accumulation in every case; only the summation order differs from burn's kernels (~1e-6).
 //!
 //! [`TextKernels`] packs a model's text weights once; the q/k/v projections are fused into one
-//! matrix, as are gate and up. Prefill uses them too (rows four at a time over L2-sized blocks of
+//! matrix, as are gate and up. Prefill uses them too (rows six at a time over L2-sized blocks of
 //! each panel): on `bench-44m` that was faster than flex's matrix products (docs/benchmarks.md).
 
+use super::host_decoder::TextShape;
 use rayon::prelude::*;
 
 /// Output columns per panel (four 16-lane vectors).
 pub const PANEL: usize = 64;
 /// Inputs per block of a panel (512 × 64 f32 = 128 KiB, well inside a core's L2).
 pub const K_BLOCK: usize = 512;
+/// Rows of the input taken together against a panel block: 6 × 4 accumulator vectors leave
+/// AVX-512's 32 registers room for the 4 weight vectors (measured faster than 4, 5, 7 or 8).
+pub const ROWS: usize = 6;
+/// One block product's result: up to [`ROWS`] rows of [`PANEL`] columns.
+pub type Tile = [f32; ROWS * PANEL];
 
 /// How a packed matrix stores its weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +42,22 @@ pub enum WeightStorage {
 enum Panels {
     F32(Vec<f32>),
     Bf16(Vec<u16>),
+}
+
+/// Weights as the block product reads them.
+#[derive(Clone, Copy)]
+enum WeightsRef<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [u16]),
+}
+
+impl Panels {
+    fn view(&self) -> WeightsRef<'_> {
+        match self {
+            Panels::F32(w) => WeightsRef::F32(w),
+            Panels::Bf16(w) => WeightsRef::Bf16(w),
+        }
+    }
 }
 
 /// `y = x · W + b`, `W` being `[k, n]` (input × output), packed in panels of output columns.
@@ -114,7 +136,7 @@ impl PackedLinear {
     }
 
     /// `x` is `[rows][k]` row-major; returns `[rows][n]`. Any number of rows: each panel task
-    /// walks the rows four at a time over blocks of [`K_BLOCK`] inputs, so the panel block it
+    /// walks the rows [`ROWS`] at a time over blocks of [`K_BLOCK`] inputs, so the panel block it
     /// re-reads stays in the core's L2 cache.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         assert_eq!(x.len(), rows * self.k, "input is not [rows][k]");
@@ -124,40 +146,65 @@ impl PackedLinear {
     /// As `forward`, reading row `r` from `x[r·stride ..][..k]` (the first `k` columns of a
     /// wider matrix).
     pub fn forward_strided(&self, x: &[f32], rows: usize, stride: usize) -> Vec<f32> {
+        let mut y = Vec::new();
+        self.forward_into(x, rows, stride, &mut y);
+        y
+    }
+
+    /// As `forward_strided`, into `y` (resized to `[rows][n]`). Reusing one buffer across
+    /// calls saves the page faults a fresh multi-megabyte allocation costs on every prefill
+    /// product.
+    pub fn forward_into(&self, x: &[f32], rows: usize, stride: usize, y: &mut Vec<f32>) {
         let (k, n) = (self.k, self.n);
         assert!(stride >= k && (rows == 0 || x.len() >= (rows - 1) * stride + k), "input rows too short");
-        // Every element is written by the first input block of its panel (no zero fill: on a
-        // prefill these buffers are megabytes).
-        let mut y: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(rows * n);
-        // SAFETY: MaybeUninit needs no initialisation.
-        unsafe { y.set_len(rows * n) };
-        let out = SharedOut(y.as_mut_ptr() as *mut f32);
+        // Every element is written by the first input block of its panel, so no zero fill is
+        // needed; `resize` only fills what the buffer has never held.
+        y.truncate(rows * n);
+        y.resize(rows * n, 0.0);
+        let out = SharedOut(y.as_mut_ptr());
         let threads = rayon::current_num_threads().max(1);
         let min_len = (self.panels / (4 * threads)).max(1);
         (0..self.panels).into_par_iter().with_min_len(min_len).for_each(|p| {
-            let mut tile = [0f32; 4 * PANEL];
+            let mut tile: Tile = [0f32; ROWS * PANEL];
             let cols = PANEL.min(n - p * PANEL);
+            let bias = self.bias.as_ref().map(|b| &b[p * PANEL..p * PANEL + cols]);
             for kb in (0..k).step_by(K_BLOCK) {
                 let len = K_BLOCK.min(k - kb);
                 let mut r0 = 0;
                 while r0 < rows {
-                    let mr = (rows - r0).min(4);
-                    panel_product(&self.data, (p * k + kb) * PANEL, &x[r0 * stride + kb..], stride, len, mr, &mut tile);
-                    for r in 0..mr {
-                        let part = &tile[r * PANEL..r * PANEL + cols];
-                        // SAFETY: panel `p` alone writes columns `p*PANEL .. p*PANEL+cols` of
-                        // each row, and `y` outlives the parallel loop.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(out.at((r0 + r) * n + p * PANEL), cols) };
-                        match (kb, &self.bias) {
-                            (0, Some(b)) => {
-                                for ((d, s), bb) in dst.iter_mut().zip(part).zip(&b[p * PANEL..p * PANEL + cols]) {
-                                    *d = s + bb;
+                    let mr = (rows - r0).min(ROWS);
+                    let xs = &x[r0 * stride + kb..];
+                    let offset = (p * k + kb) * PANEL;
+                    if cols == PANEL {
+                        // Straight into `y`: the first block starts from the bias (or zero), the
+                        // others add to what is there.
+                        let start = match (kb, bias) {
+                            (0, Some(b)) => Start::Bias(b),
+                            (0, None) => Start::Zero,
+                            _ => Start::Accumulate,
+                        };
+                        // SAFETY: rows r0..r0+mr of `y` hold columns p*PANEL..+PANEL (n ≥ that),
+                        // which panel `p` alone writes; `y` outlives the parallel loop.
+                        unsafe { panel_product(self.data.view(), offset, PANEL, xs, stride, len, mr, out.at(r0 * n + p * PANEL), n, start) };
+                    } else {
+                        // The last, partial panel: through a tile, then its columns.
+                        // SAFETY: the tile holds ROWS rows of PANEL.
+                        unsafe { panel_product(self.data.view(), offset, PANEL, xs, stride, len, mr, tile.as_mut_ptr(), PANEL, Start::Zero) };
+                        for r in 0..mr {
+                            let part = &tile[r * PANEL..r * PANEL + cols];
+                            // SAFETY: as above, for this panel's `cols` columns of row r0 + r.
+                            let dst = unsafe { std::slice::from_raw_parts_mut(out.at((r0 + r) * n + p * PANEL), cols) };
+                            match (kb, bias) {
+                                (0, Some(b)) => {
+                                    for ((d, s), bb) in dst.iter_mut().zip(part).zip(b) {
+                                        *d = bb + s;
+                                    }
                                 }
-                            }
-                            (0, None) => dst.copy_from_slice(part),
-                            _ => {
-                                for (d, s) in dst.iter_mut().zip(part) {
-                                    *d += s;
+                                (0, None) => dst.copy_from_slice(part),
+                                _ => {
+                                    for (d, s) in dst.iter_mut().zip(part) {
+                                        *d += s;
+                                    }
                                 }
                             }
                         }
@@ -166,10 +213,6 @@ impl PackedLinear {
                 }
             }
         });
-        let mut y = std::mem::ManuallyDrop::new(y);
-        // SAFETY: every element was written above (panels cover all n columns of every row, and
-        // block 0 of each writes its columns); MaybeUninit<f32> has f32's layout.
-        unsafe { Vec::from_raw_parts(y.as_mut_ptr() as *mut f32, y.len(), y.capacity()) }
     }
 }
 
@@ -184,53 +227,92 @@ impl SharedOut {
     }
 }
 
-/// `tile[r][0..PANEL] = Σ_{i<len} x[r·stride + i] · panel[i][0..PANEL]` for `mr ≤ 4` rows of `x`,
-/// the panel block starting at `offset`.
-fn panel_product(data: &Panels, offset: usize, x: &[f32], stride: usize, len: usize, mr: usize, tile: &mut [f32; 4 * PANEL]) {
+/// What a block product's accumulators start from.
+#[derive(Clone, Copy)]
+pub enum Start<'a> {
+    Zero,
+    /// The same [`PANEL`] values for every row (a bias).
+    Bias(&'a [f32]),
+    /// What the output already holds (a later input block).
+    Accumulate,
+}
+
+/// `out[r·out_stride ..][..PANEL] = start + Σ_{i<len} x[r·stride + i] · w[offset + i·wstride ..][..PANEL]`
+/// for `mr ≤ ROWS` rows of `x`.
+///
+/// SAFETY: `out` must be valid for reads and writes of `mr` rows of [`PANEL`] values
+/// `out_stride` apart, and no one else may touch them meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn panel_product(w: WeightsRef, offset: usize, wstride: usize, x: &[f32], stride: usize, len: usize, mr: usize, out: *mut f32, out_stride: usize, start: Start) {
+    assert!((1..=ROWS).contains(&mr) && len > 0 && x.len() >= (mr - 1) * stride + len, "block product: input rows too short");
+    assert!(!matches!(start, Start::Bias(b) if b.len() < PANEL), "block product: a bias of PANEL values");
+    let need = offset + (len - 1) * wstride + PANEL;
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F; the slices below hold len*PANEL panel values, and
-            // `x` holds mr rows of `stride` (the last at least `len`).
-            unsafe {
-                match data {
-                    Panels::F32(w) => {
-                        let p = w[offset..offset + len * PANEL].as_ptr();
-                        assert!(x.len() >= (mr - 1) * stride + len);
+            macro_rules! dispatch {
+                ($kernel:ident, $w:expr) => {{
+                    assert!($w.len() >= need, "block product: weights too short");
+                    let p = $w[offset..].as_ptr();
+                    // SAFETY: the CPU has AVX-512F; `len` weight rows of PANEL values lie
+                    // `wstride` apart from `p`, `x` holds `mr` rows of `stride` (both checked),
+                    // and the caller vouches for `out`.
+                    unsafe {
                         match mr {
-                            1 => avx512::panel_f32::<1>(x, stride, len, p, tile),
-                            2 => avx512::panel_f32::<2>(x, stride, len, p, tile),
-                            3 => avx512::panel_f32::<3>(x, stride, len, p, tile),
-                            _ => avx512::panel_f32::<4>(x, stride, len, p, tile),
+                            1 => avx512::$kernel::<1>(x, stride, len, p, wstride, out, out_stride, start),
+                            2 => avx512::$kernel::<2>(x, stride, len, p, wstride, out, out_stride, start),
+                            3 => avx512::$kernel::<3>(x, stride, len, p, wstride, out, out_stride, start),
+                            4 => avx512::$kernel::<4>(x, stride, len, p, wstride, out, out_stride, start),
+                            5 => avx512::$kernel::<5>(x, stride, len, p, wstride, out, out_stride, start),
+                            _ => avx512::$kernel::<6>(x, stride, len, p, wstride, out, out_stride, start),
                         }
                     }
-                    Panels::Bf16(w) => {
-                        let p = w[offset..offset + len * PANEL].as_ptr();
-                        assert!(x.len() >= (mr - 1) * stride + len);
-                        match mr {
-                            1 => avx512::panel_bf16::<1>(x, stride, len, p, tile),
-                            2 => avx512::panel_bf16::<2>(x, stride, len, p, tile),
-                            3 => avx512::panel_bf16::<3>(x, stride, len, p, tile),
-                            _ => avx512::panel_bf16::<4>(x, stride, len, p, tile),
-                        }
-                    }
-                }
+                }};
+            }
+            match w {
+                WeightsRef::F32(w) => dispatch!(panel_f32, w),
+                WeightsRef::Bf16(w) => dispatch!(panel_bf16, w),
             }
             return;
         }
     }
-    portable_panel(data, offset, x, stride, len, mr, tile);
+    assert!(match w { WeightsRef::F32(v) => v.len(), WeightsRef::Bf16(v) => v.len() } >= need, "block product: weights too short");
+    let mut tile: Tile = [0f32; ROWS * PANEL];
+    portable_panel(w, offset, wstride, x, stride, len, mr, &mut tile);
+    for r in 0..mr {
+        // SAFETY: the caller vouches for `out`.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.add(r * out_stride), PANEL) };
+        for (c, (d, t)) in dst.iter_mut().zip(&tile[r * PANEL..(r + 1) * PANEL]).enumerate() {
+            *d = match start {
+                Start::Zero => *t,
+                Start::Bias(b) => b[c] + t,
+                Start::Accumulate => *d + t,
+            };
+        }
+    }
+}
+
+/// `out[r·out_stride ..][..PANEL] = start + Σ_{i<len} x[r·stride + i] · w[i·wstride ..][..PANEL]`
+/// for `mr ≤ ROWS` rows of `x`, over f32 weights the caller lays out (the attention kernels'
+/// keys and values). Panics when `x`, `w` or `out` is too short for the product.
+#[allow(clippy::too_many_arguments)]
+pub fn block_product(w: &[f32], wstride: usize, x: &[f32], stride: usize, len: usize, mr: usize, out: &mut [f32], out_stride: usize, start: Start) {
+    assert!(mr >= 1 && out.len() >= (mr - 1) * out_stride + PANEL, "block product: output too short");
+    // SAFETY: `out` is borrowed mutably and holds the rows (checked).
+    unsafe { panel_product(WeightsRef::F32(w), 0, wstride, x, stride, len, mr, out.as_mut_ptr(), out_stride, start) }
 }
 
 /// The same product in plain Rust (other CPUs; the compiler vectorises the inner loop).
-fn portable_panel(data: &Panels, offset: usize, x: &[f32], stride: usize, len: usize, mr: usize, tile: &mut [f32; 4 * PANEL]) {
-    let mut acc = [[0f32; PANEL]; 4];
+#[allow(clippy::too_many_arguments)]
+fn portable_panel(w: WeightsRef, offset: usize, wstride: usize, x: &[f32], stride: usize, len: usize, mr: usize, tile: &mut Tile) {
+    let mut acc = [[0f32; PANEL]; ROWS];
     let mut wrow = [0f32; PANEL];
     for i in 0..len {
-        match data {
-            Panels::F32(w) => wrow.copy_from_slice(&w[offset + i * PANEL..offset + (i + 1) * PANEL]),
-            Panels::Bf16(w) => {
-                for (d, s) in wrow.iter_mut().zip(&w[offset + i * PANEL..offset + (i + 1) * PANEL]) {
+        let at = offset + i * wstride;
+        match w {
+            WeightsRef::F32(w) => wrow.copy_from_slice(&w[at..at + PANEL]),
+            WeightsRef::Bf16(w) => {
+                for (d, s) in wrow.iter_mut().zip(&w[at..at + PANEL]) {
                     *d = f32::from_bits((*s as u32) << 16);
                 }
             }
@@ -249,7 +331,7 @@ fn portable_panel(data: &Panels, offset: usize, x: &[f32], stride: usize, len: u
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::PANEL;
+    use super::Start;
     use std::arch::x86_64::*;
 
     /// Widen 16 bfloat16 values to f32 (exact: a bf16 is an f32's high half).
@@ -261,12 +343,29 @@ mod avx512 {
     macro_rules! panel_kernel {
         ($name:ident, $elem:ty, $load:expr) => {
             #[target_feature(enable = "avx512f")]
-            pub unsafe fn $name<const MR: usize>(x: &[f32], stride: usize, len: usize, w: *const $elem, tile: &mut [f32; 4 * PANEL]) {
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn $name<const MR: usize>(x: &[f32], stride: usize, len: usize, w: *const $elem, wstride: usize, out: *mut f32, out_stride: usize, start: Start) {
                 let load = $load;
                 let mut acc = [[_mm512_setzero_ps(); 4]; MR];
+                match start {
+                    Start::Zero => {}
+                    Start::Bias(b) => {
+                        let bv = [0, 1, 2, 3].map(|q| _mm512_loadu_ps(b.as_ptr().add(q * 16)));
+                        for a in acc.iter_mut() {
+                            *a = bv;
+                        }
+                    }
+                    Start::Accumulate => {
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            for (q, v) in a.iter_mut().enumerate() {
+                                *v = _mm512_loadu_ps(out.add(r * out_stride + q * 16));
+                            }
+                        }
+                    }
+                }
                 let xp = x.as_ptr();
                 for i in 0..len {
-                    let row = w.add(i * PANEL);
+                    let row = w.add(i * wstride);
                     let w0 = load(row);
                     let w1 = load(row.add(16));
                     let w2 = load(row.add(32));
@@ -281,18 +380,95 @@ mod avx512 {
                 }
                 for (r, a) in acc.iter().enumerate() {
                     for (q, v) in a.iter().enumerate() {
-                        _mm512_storeu_ps(tile.as_mut_ptr().add(r * PANEL + q * 16), *v);
+                        _mm512_storeu_ps(out.add(r * out_stride + q * 16), *v);
                     }
                 }
             }
         };
     }
 
+    /// `exp` of 16 lanes (Cephes' `expf`: `x = n·ln2 + r`, a degree-7 polynomial in `r`, scaled
+    /// by `2ⁿ`); within 2 ulp of the correctly rounded value over the normal range (tested),
+    /// like the vectorised exponentials PyTorch uses (Sleef, 1 ulp).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn exp16(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0)), _mm512_set1_ps(89.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(1.987_569_1e-4);
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0));
+        _mm512_scalef_ps(y, n)
+    }
+
+    /// Lanes `i..i+16` of a slice of `len` (fewer at the end).
+    #[inline(always)]
+    fn lanes(i: usize, len: usize) -> __mmask16 {
+        let left = len - i;
+        if left >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << left) - 1) as __mmask16
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn silu_times(g: &mut [f32], u: &[f32]) {
+        let one = _mm512_set1_ps(1.0);
+        for i in (0..g.len()).step_by(16) {
+            let m = lanes(i, g.len());
+            let gv = _mm512_maskz_loadu_ps(m, g.as_ptr().add(i));
+            let uv = _mm512_maskz_loadu_ps(m, u.as_ptr().add(i));
+            let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+            let s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+            _mm512_mask_storeu_ps(g.as_mut_ptr().add(i), m, _mm512_mul_ps(s, uv));
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn softmax_in_place(v: &mut [f32], scale: f32) {
+        let (n, p) = (v.len(), v.as_mut_ptr());
+        let sc = _mm512_set1_ps(scale);
+        let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..n).step_by(16) {
+            let m = lanes(i, n);
+            let x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), sc);
+            mx = _mm512_mask_max_ps(mx, m, mx, x);
+        }
+        let max = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+        let mut sum = _mm512_setzero_ps();
+        for i in (0..n).step_by(16) {
+            let m = lanes(i, n);
+            let e = exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), sc), max));
+            sum = _mm512_mask_add_ps(sum, m, sum, e);
+            _mm512_mask_storeu_ps(p.add(i), m, e);
+        }
+        let total = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+        for i in (0..n).step_by(16) {
+            let m = lanes(i, n);
+            _mm512_mask_storeu_ps(p.add(i), m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, p.add(i)), total));
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sum_of_squares(x: &[f32]) -> f32 {
+        let mut acc = _mm512_setzero_ps();
+        for i in (0..x.len()).step_by(16) {
+            let v = _mm512_maskz_loadu_ps(lanes(i, x.len()), x.as_ptr().add(i));
+            acc = _mm512_fmadd_ps(v, v, acc);
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+
     panel_kernel!(panel_f32, f32, |p: *const f32| _mm512_loadu_ps(p));
     panel_kernel!(panel_bf16, u16, |p: *const u16| widen(p));
 }
 
-/// One decoder layer's packed weights.
+/// One decoder layer's packed weights and its norms' weights.
 #[derive(Clone, Debug)]
 pub struct LayerKernels {
     /// q, k and v projections side by side (`[hidden, (h + 2·kvh)·hd]`, with their biases).
@@ -301,29 +477,94 @@ pub struct LayerKernels {
     /// gate and up side by side (`[hidden, 2·intermediate]`).
     pub gate_up: PackedLinear,
     pub down: PackedLinear,
+    /// RMSNorm weights before attention and before the MLP.
+    pub input_norm: Vec<f32>,
+    pub post_norm: Vec<f32>,
 }
 
 impl LayerKernels {
     /// `down(silu(gate(x)) · up(x))` for `rows` rows of `x`.
     pub fn mlp(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut gu = self.gate_up.forward(x, rows);
+        let (mut gu, mut y) = (Vec::new(), Vec::new());
+        self.mlp_into(x, rows, &mut gu, &mut y);
+        y
+    }
+
+    /// As `mlp`, into `y`, with `gu` as the gate/up buffer (both reused across calls).
+    pub fn mlp_into(&self, x: &[f32], rows: usize, gu: &mut Vec<f32>, y: &mut Vec<f32>) {
+        self.gate_up.forward_into(x, rows, self.gate_up.k, gu);
         let inter = self.gate_up.n / 2;
         // silu(gate) · up in place of gate; down reads those first `inter` columns of each row.
         gu.par_chunks_mut(2 * inter).for_each(|row| {
             let (g, u) = row.split_at_mut(inter);
-            for (gv, uv) in g.iter_mut().zip(u.iter()) {
-                *gv = *gv / (1.0 + (-*gv).exp()) * uv;
-            }
+            silu_times(g, u);
         });
-        self.down.forward_strided(&gu, rows, 2 * inter)
+        self.down.forward_into(gu, rows, 2 * inter, y);
     }
 }
 
-/// The language model's linear layers packed for decoding.
+/// `g ← silu(g) · u`, `silu(g) = g / (1 + exp(-g))` (as `torch.nn.functional.silu`).
+pub fn silu_times(g: &mut [f32], u: &[f32]) {
+    assert!(u.len() >= g.len(), "silu_times: u shorter than g");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F; lengths checked.
+            unsafe { avx512::silu_times(g, u) };
+            return;
+        }
+    }
+    for (gv, uv) in g.iter_mut().zip(u) {
+        *gv = *gv / (1.0 + (-*gv).exp()) * uv;
+    }
+}
+
+/// `v ← softmax(v · scale)` in f32: the maximum subtracted, exponentials normalised by their sum.
+pub fn softmax_in_place(v: &mut [f32], scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            unsafe { avx512::softmax_in_place(v, scale) };
+            return;
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    for x in v.iter_mut() {
+        *x *= scale;
+        max = max.max(*x);
+    }
+    let mut sum = 0f32;
+    for x in v.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    for x in v.iter_mut() {
+        *x /= sum;
+    }
+}
+
+/// `Σ x²` in f32.
+pub fn sum_of_squares(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { avx512::sum_of_squares(x) };
+        }
+    }
+    x.iter().map(|v| v * v).sum()
+}
+
+/// The language model's weights for the host decoder (`host_decoder`): the linear layers
+/// packed, the norms' weights, and the sizes.
 #[derive(Clone, Debug)]
 pub struct TextKernels {
     pub layers: Vec<LayerKernels>,
     pub lm_head: PackedLinear,
+    /// The final RMSNorm's weights.
+    pub norm: Vec<f32>,
+    pub shape: TextShape,
 }
 
 impl TextKernels {
@@ -428,8 +669,8 @@ mod tests {
         let w = values(k * n, 5);
         let p = PackedLinear::from_in_out(k, n, &w, None);
         let x = values(3 * k, 9);
-        let mut tile = [0f32; 4 * PANEL];
-        portable_panel(&p.data, 0, &x, k, k, 3, &mut tile);
+        let mut tile: Tile = [0f32; ROWS * PANEL];
+        portable_panel(p.data.view(), 0, PANEL, &x, k, k, 3, &mut tile);
         let want = naive(&x, 3, k, n, &w, None);
         for r in 0..3 {
             for j in 0..n {
@@ -458,13 +699,62 @@ mod tests {
     }
 
     #[test]
+    fn vector_exp_softmax_and_squares_match_the_scalar_formulas() {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            use std::arch::x86_64::*;
+            // exp within 2 ulp wherever the result is a normal f32, 0 or tiny below, inf above.
+            let mut worst = 0f64;
+            let mut x = -87.0f32;
+            while x < 88.5 {
+                let xs: [f32; 16] = std::array::from_fn(|i| x + i as f32 * 1e-3);
+                let mut got = [0f32; 16];
+                // SAFETY: AVX-512F checked above.
+                unsafe { _mm512_storeu_ps(got.as_mut_ptr(), avx512::exp16(_mm512_loadu_ps(xs.as_ptr()))) };
+                for (g, &xi) in got.iter().zip(&xs) {
+                    let want = (xi as f64).exp();
+                    let ulp = (want as f32).to_bits().abs_diff(g.to_bits());
+                    worst = worst.max(ulp as f64);
+                }
+                x += 0.0917;
+            }
+            assert!(worst <= 2.0, "exp16 is off by {worst} ulp");
+            let mut edge = [0f32; 16];
+            let xs: [f32; 16] = std::array::from_fn(|i| [-200.0, -104.0, 0.0, 100.0][i % 4]);
+            // SAFETY: as above.
+            unsafe { _mm512_storeu_ps(edge.as_mut_ptr(), avx512::exp16(_mm512_loadu_ps(xs.as_ptr()))) };
+            assert_eq!(&edge[..4], &[0.0, 0.0, 1.0, f32::INFINITY]);
+        }
+        // The dispatching functions against plain scalar code, over lengths with ragged tails.
+        for len in [1usize, 15, 16, 17, 100, 513] {
+            let v = values(len, len as u32);
+            let mut soft = v.clone();
+            softmax_in_place(&mut soft, 0.37);
+            let m = v.iter().map(|x| x * 0.37).fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f64> = v.iter().map(|x| ((x * 0.37 - m) as f64).exp()).collect();
+            let z: f64 = e.iter().sum();
+            assert!(soft.iter().zip(&e).all(|(s, e)| (*s as f64 - e / z).abs() < 1e-6), "softmax, len {len}");
+            let u = values(len, 99);
+            let mut g: Vec<f32> = v.iter().map(|x| x * 12.0).collect();
+            let g0 = g.clone();
+            silu_times(&mut g, &u);
+            for ((gv, g0), uv) in g.iter().zip(&g0).zip(&u) {
+                let want = *g0 as f64 / (1.0 + (-*g0 as f64).exp()) * *uv as f64;
+                assert!((*gv as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "silu, len {len}");
+            }
+            let sq: f64 = v.iter().map(|x| (x * x) as f64).sum();
+            assert!((sum_of_squares(&v) as f64 - sq).abs() < 1e-5 * sq.max(1.0), "squares, len {len}");
+        }
+    }
+
+    #[test]
     fn the_mlp_is_silu_gate_times_up_then_down() {
         let (k, inter) = (16, 20);
         let (g, u, d) = (values(k * inter, 1), values(k * inter, 2), values(inter * k, 3));
         let (gu, n, _) = side_by_side(k, &[(&g, inter, None), (&u, inter, None)]);
         let gate_up = PackedLinear::from_in_out(k, n, &gu, None);
         let down = PackedLinear::from_in_out(inter, k, &d, None);
-        let lk = LayerKernels { qkv: down.clone(), o: down.clone(), gate_up, down };
+        let lk = LayerKernels { qkv: down.clone(), o: down.clone(), gate_up, down, input_norm: vec![], post_norm: vec![] };
         let x = values(2 * k, 6);
         let y = lk.mlp(&x, 2);
         let gv = naive(&x, 2, k, inter, &g, None);

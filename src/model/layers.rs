@@ -80,19 +80,6 @@ pub fn softmax_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     activation::softmax(x.cast(DType::F32), D - 1).cast(dtype)
 }
 
-/// Apply a host function to the rows of `x` (`[rows, k]` f32 → `[rows, n]`): the CPU kernels'
-/// bridge (one copy each way on the CPU backend).
-pub fn on_host<B: Backend>(x: Tensor<B, 2>, n: usize, f: impl FnOnce(&[f32], usize) -> Vec<f32>) -> Tensor<B, 2> {
-    let [rows, _] = x.dims();
-    let device = x.device();
-    let data = x.into_data();
-    let y = match data.as_slice::<f32>() {
-        Ok(values) => f(values, rows),
-        Err(_) => f(&data.convert::<f32>().to_vec::<f32>().unwrap_or_default(), rows),
-    };
-    Tensor::from_data(TensorData::new(y, [rows, n]), &device)
-}
-
 /// A float tensor from host values.
 pub fn tensor<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D], device: &B::Device, dtype: DType) -> Tensor<B, D> {
     Tensor::from_data(TensorData::new(values, shape), (device, dtype))

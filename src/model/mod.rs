@@ -6,6 +6,7 @@
 pub mod config;
 pub mod device;
 pub mod generate;
+pub mod host_decoder;
 pub mod host_kernels;
 pub mod layers;
 pub mod loader;

@@ -4,8 +4,9 @@
 //! single-token decoding with the rope delta.
 
 use super::config::Qwen25VlConfig;
+use super::host_decoder::{Segment, TextShape};
 use super::host_kernels::{side_by_side, LayerKernels, MatrixPart, PackedLinear, TextKernels};
-use super::layers::{index_tensor, linear, on_host, tensor, to_vec};
+use super::layers::{index_tensor, linear, tensor, to_vec};
 use super::preprocess::VisionInput;
 use super::rope::{get_rope_index, text_cos_sin, GridThw, RopeIndex, VideoTime};
 use super::text::{KvCache, TextModel};
@@ -126,7 +127,8 @@ impl<B: Backend> Qwen25Vl<B> {
         self.host.as_deref()
     }
 
-    /// Pack the text model's linear layers (q/k/v fused, gate/up fused) and the output layer.
+    /// Pack the text model's linear layers (q/k/v fused, gate/up fused) and the output layer,
+    /// with the norms' weights, for the host decoder.
     fn pack_text_kernels(&self) -> TextKernels {
         let tc = &self.cfg.text;
         let d = tc.hidden_size;
@@ -158,6 +160,8 @@ impl<B: Backend> Qwen25Vl<B> {
                     o: pack(&a.o_proj),
                     gate_up: fused(&[&m.gate_proj, &m.up_proj]),
                     down: pack(&m.down_proj),
+                    input_norm: to_vec(layer.input_layernorm.weight.val()),
+                    post_norm: to_vec(layer.post_attention_layernorm.weight.val()),
                 }
             })
             .collect();
@@ -165,7 +169,8 @@ impl<B: Backend> Qwen25Vl<B> {
             Some(h) => pack(h),
             None => PackedLinear::from_out_in(tc.vocab_size, d, &to_vec(self.weights.model.embed_tokens.weight.val())),
         };
-        TextKernels { layers, lm_head }
+        let shape = TextShape { hidden: d, heads: tc.num_attention_heads, kv_heads: tc.num_key_value_heads, head_dim: tc.head_dim(), rms_norm_eps: tc.rms_norm_eps as f32 };
+        TextKernels { layers, lm_head, norm: to_vec(self.weights.model.norm.weight.val()), shape }
     }
 
     /// Locate every image and video in `input` and check the pad counts against the grids.
@@ -312,36 +317,59 @@ impl<B: Backend> Qwen25Vl<B> {
         let x = self.weights.model.embed(index_tensor::<B>(&ids, &self.device)).cast(self.dtype);
         let p: Vec<i64> = caches.iter().zip(deltas).map(|(c, d)| c.len as i64 + d).collect();
         let (cos, sin) = text_cos_sin(tc, &[p.clone(), p.clone(), p]);
-        let cos = tensor::<B, 3>(cos, [rows, 1, hd], &self.device, DType::F32);
-        let sin = tensor::<B, 3>(sin, [rows, 1, hd], &self.device, DType::F32);
-        let out = self.weights.model.forward_rows(tc, x, &cos, &sin, caches, self.host_kernels());
-        let flat = to_vec(self.lm_head(out));
+        let flat = match self.host_kernels() {
+            Some(k) => {
+                let (kvh, hd) = (tc.num_key_value_heads, hd);
+                let mut segments: Vec<Segment> = caches.iter_mut().map(|c| Segment { cache: c.host_layers(kvh, hd), rows: 1 }).collect();
+                let out = k.forward(to_vec(x), &cos, &sin, &mut segments, None);
+                for c in caches.iter_mut() {
+                    c.len += 1;
+                }
+                k.lm_head.forward(&out, rows)
+            }
+            None => {
+                let cos = tensor::<B, 3>(cos, [rows, 1, hd], &self.device, DType::F32);
+                let sin = tensor::<B, 3>(sin, [rows, 1, hd], &self.device, DType::F32);
+                to_vec(self.lm_head(self.weights.model.forward_rows(tc, x, &cos, &sin, caches)))
+            }
+        };
         let vocab = tc.vocab_size;
         Ok(flat.chunks(vocab).map(|c| c.to_vec()).collect())
     }
 
+    /// burn's output layer (the host decoder has its own).
     fn lm_head(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
-        if let Some(k) = self.host_kernels() {
-            return on_host(hidden, k.lm_head.n, |xs, rows| k.lm_head.forward(xs, rows));
-        }
         match &self.weights.lm_head {
             Some(h) => h.forward(hidden),
             None => hidden.matmul(self.weights.model.embed_tokens.weight.val().transpose()),
         }
     }
 
-    /// The decoder over given embeddings and positions.
+    /// The decoder over given embeddings and positions: the host decoder when the CPU kernels
+    /// are on, burn's otherwise.
     pub fn forward_embeds(&self, x: Tensor<B, 2>, positions: &[Vec<i64>; 3], cache: &mut KvCache<B>, all_logits: bool, collect_hidden: bool) -> ForwardOutput {
         let tc = &self.cfg.text;
-        let [len, _] = x.dims();
+        let [len, d] = x.dims();
         let hd = tc.head_dim();
         let (cos, sin) = text_cos_sin(tc, positions);
+        let rows = if all_logits { len } else { 1 };
+        if let Some(k) = self.host_kernels() {
+            let x = to_vec(x);
+            let mut hidden = Vec::new();
+            if collect_hidden {
+                hidden.push(x.clone());
+            }
+            let mut segment = [Segment { cache: cache.host_layers(tc.num_key_value_heads, hd), rows: len }];
+            let out = k.forward(x, &cos, &sin, &mut segment, collect_hidden.then_some(&mut hidden));
+            cache.len += len;
+            let logits = k.lm_head.forward(&out[(len - rows) * d..], rows);
+            return ForwardOutput { logits, rows, hidden, vision_ms: 0.0 };
+        }
         let cos = tensor::<B, 3>(cos, [len, 1, hd], &self.device, DType::F32);
         let sin = tensor::<B, 3>(sin, [len, 1, hd], &self.device, DType::F32);
         let x = x.cast(self.dtype);
         let embeds = if collect_hidden { Some(x.clone()) } else { None };
-        let (out, layers) = self.weights.model.forward(tc, x, &cos, &sin, cache, collect_hidden, self.host_kernels());
-        let rows = if all_logits { len } else { 1 };
+        let (out, layers) = self.weights.model.forward(tc, x, &cos, &sin, cache, collect_hidden);
         let last = if all_logits { out.clone() } else { out.clone().narrow(0, len - 1, 1) };
         let logits = self.lm_head(last);
         let mut hidden = Vec::new();

@@ -3,14 +3,14 @@
 //! `lm_head`; plus the per-layer KV cache used for incremental decoding and prefix reuse.
 
 use super::config::TextConfig;
-use super::host_kernels::{TextKernels, LayerKernels};
-use super::layers::{apply_rotary, linear, on_host, softmax_f32, Mlp, RmsNorm};
+use super::host_decoder::HostKv;
+use super::layers::{apply_rotary, linear, softmax_f32, tensor, to_vec, Mlp, RmsNorm};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, Int, Tensor};
 
 #[derive(Module, Debug)]
 pub struct SelfAttention<B: Backend> {
@@ -35,16 +35,19 @@ pub struct TextModel<B: Backend> {
     pub norm: RmsNorm<B>,
 }
 
-/// Keys and values of every layer, `[kv_heads, len, head_dim]` each.
+/// Keys and values of every layer: as burn tensors (`[kv_heads, len, head_dim]` each) for burn's
+/// decoder, or on the host for the host decoder (`host_decoder`). Each path takes the cache over
+/// in its own form, converting what the other left, so a conversation can switch paths.
 #[derive(Clone, Debug)]
 pub struct KvCache<B: Backend> {
-    pub layers: Vec<Option<(Tensor<B, 3>, Tensor<B, 3>)>>,
+    layers: Vec<Option<(Tensor<B, 3>, Tensor<B, 3>)>>,
+    host: Vec<HostKv>,
     pub len: usize,
 }
 
 impl<B: Backend> KvCache<B> {
     pub fn new(layers: usize) -> Self {
-        KvCache { layers: vec![None; layers], len: 0 }
+        KvCache { layers: vec![None; layers], host: Vec::new(), len: 0 }
     }
 
     /// Keep only the first `len` positions.
@@ -55,7 +58,39 @@ impl<B: Backend> KvCache<B> {
         for l in self.layers.iter_mut() {
             *l = if len == 0 { None } else { l.take().map(|(k, v)| (k.narrow(1, 0, len), v.narrow(1, 0, len))) };
         }
+        for h in self.host.iter_mut() {
+            h.truncate(len);
+        }
         self.len = len;
+    }
+
+    /// The per-layer host caches (the host decoder's form), converting burn tensors if burn's
+    /// decoder filled the cache.
+    pub fn host_layers(&mut self, kv_heads: usize, head_dim: usize) -> &mut [HostKv] {
+        if self.host.len() != self.layers.len() {
+            let len = self.len;
+            self.host = self
+                .layers
+                .iter_mut()
+                .map(|l| match l.take() {
+                    Some((k, v)) => HostKv::from_heads_major(&to_vec(k), &to_vec(v), kv_heads, len, head_dim),
+                    None => HostKv::new(kv_heads, head_dim),
+                })
+                .collect();
+        }
+        &mut self.host
+    }
+
+    /// Hand host caches over to burn's decoder as tensors.
+    fn to_burn(&mut self, device: &B::Device, dtype: DType) {
+        if self.host.is_empty() {
+            return;
+        }
+        for (l, h) in self.layers.iter_mut().zip(std::mem::take(&mut self.host)) {
+            let (k, v) = h.to_heads_major();
+            let shape = [h.kv_heads(), h.len(), h.head_dim()];
+            *l = (!h.is_empty()).then(|| (tensor::<B, 3>(k, shape, device, dtype), tensor::<B, 3>(v, shape, device, dtype)));
+        }
     }
 }
 
@@ -89,9 +124,7 @@ impl<B: Backend> TextModel<B> {
 
     /// Run the decoder over `x` (`[len, hidden]`, positions after `cache.len`), appending to the
     /// cache. `cos`/`sin` are `[len, 1, head_dim]`. Returns the normed hidden states and, when
-    /// `collect` is set, every layer's output followed by the final normed output. With
-    /// `kernels`, the linear layers run on the CPU kernels instead of burn's matrix products.
-    #[allow(clippy::too_many_arguments)]
+    /// `collect` is set, every layer's output followed by the final normed output.
     pub fn forward(
         &self,
         tc: &TextConfig,
@@ -100,17 +133,16 @@ impl<B: Backend> TextModel<B> {
         sin: &Tensor<B, 3>,
         cache: &mut KvCache<B>,
         collect: bool,
-        kernels: Option<&TextKernels>,
     ) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
         let [len, _] = x.dims();
+        cache.to_burn(&x.device(), x.dtype());
         let past = cache.len;
         let mut hidden = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            let lk = kernels.map(|k| &k.layers[i]);
             let h = layer.input_layernorm.forward(x.clone(), tc.rms_norm_eps);
-            let h = layer.self_attn.forward(tc, h, cos, sin, &mut cache.layers[i], lk);
+            let h = layer.self_attn.forward(tc, h, cos, sin, &mut cache.layers[i]);
             x = x.add(h);
-            let h = layer.mlp_forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps), lk);
+            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps));
             x = x.add(h);
             if collect {
                 hidden.push(x.clone());
@@ -127,23 +159,16 @@ impl<B: Backend> TextModel<B> {
     /// One new token per conversation: row `b` of `x` (`[rows, hidden]`) is the next token of
     /// `caches[b]`, with its own position in `cos`/`sin` (`[rows, 1, head_dim]`). Every linear layer
     /// runs once over all rows (the weights are read once per step), attention row by row.
-    /// With `kernels`, the linear layers run on the CPU kernels.
-    pub fn forward_rows(
-        &self,
-        tc: &TextConfig,
-        mut x: Tensor<B, 2>,
-        cos: &Tensor<B, 3>,
-        sin: &Tensor<B, 3>,
-        caches: &mut [&mut KvCache<B>],
-        kernels: Option<&TextKernels>,
-    ) -> Tensor<B, 2> {
+    pub fn forward_rows(&self, tc: &TextConfig, mut x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>, caches: &mut [&mut KvCache<B>]) -> Tensor<B, 2> {
+        for c in caches.iter_mut() {
+            c.to_burn(&x.device(), x.dtype());
+        }
         for (i, layer) in self.layers.iter().enumerate() {
-            let lk = kernels.map(|k| &k.layers[i]);
             let h = layer.input_layernorm.forward(x.clone(), tc.rms_norm_eps);
             let mut layer_caches: Vec<&mut Option<(Tensor<B, 3>, Tensor<B, 3>)>> = caches.iter_mut().map(|c| &mut c.layers[i]).collect();
-            let h = layer.self_attn.forward_rows(tc, h, cos, sin, &mut layer_caches, lk);
+            let h = layer.self_attn.forward_rows(tc, h, cos, sin, &mut layer_caches);
             x = x.add(h);
-            let h = layer.mlp_forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps), lk);
+            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone(), tc.rms_norm_eps));
             x = x.add(h);
         }
         for c in caches.iter_mut() {
@@ -153,40 +178,16 @@ impl<B: Backend> TextModel<B> {
     }
 }
 
-impl<B: Backend> DecoderLayer<B> {
-    /// The SwiGLU MLP, on the CPU kernels when given.
-    fn mlp_forward(&self, x: Tensor<B, 2>, kernels: Option<&LayerKernels>) -> Tensor<B, 2> {
-        match kernels {
-            Some(lk) => on_host(x, lk.down.n, |xs, rows| lk.mlp(xs, rows)),
-            None => self.mlp.forward(x),
-        }
-    }
-}
-
 impl<B: Backend> SelfAttention<B> {
     /// Rotated queries and keys and the values of `x`'s rows: `[h, len, hd]`, `[kvh, len, hd]` ×2.
-    fn project(&self, tc: &TextConfig, x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>, kernels: Option<&LayerKernels>) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
+    fn project(&self, tc: &TextConfig, x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
         let [len, _] = x.dims();
         let (h, kvh, hd) = (tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim());
-        let (q, k, v) = match kernels {
-            Some(lk) => {
-                let qkv = on_host(x, lk.qkv.n, |xs, rows| lk.qkv.forward(xs, rows));
-                (qkv.clone().narrow(1, 0, h * hd), qkv.clone().narrow(1, h * hd, kvh * hd), qkv.narrow(1, (h + kvh) * hd, kvh * hd))
-            }
-            None => (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x)),
-        };
+        let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
         let q = apply_rotary(q.reshape([len, h, hd]), cos, sin).swap_dims(0, 1);
         let k = apply_rotary(k.reshape([len, kvh, hd]), cos, sin).swap_dims(0, 1);
         let v = v.reshape([len, kvh, hd]).swap_dims(0, 1);
         (q, k, v)
-    }
-
-    /// `o_proj`, on the CPU kernels when given.
-    fn output(&self, x: Tensor<B, 2>, kernels: Option<&LayerKernels>) -> Tensor<B, 2> {
-        match kernels {
-            Some(lk) => on_host(x, lk.o.n, |xs, rows| lk.o.forward(xs, rows)),
-            None => self.o_proj.forward(x),
-        }
     }
 
     /// Append `k`/`v` to the cache and attend `q` (positions after the cached ones) to it;
@@ -225,10 +226,9 @@ impl<B: Backend> SelfAttention<B> {
         cos: &Tensor<B, 3>,
         sin: &Tensor<B, 3>,
         cache: &mut Option<(Tensor<B, 3>, Tensor<B, 3>)>,
-        kernels: Option<&LayerKernels>,
     ) -> Tensor<B, 2> {
-        let (q, k, v) = self.project(tc, x, cos, sin, kernels);
-        self.output(Self::attend(tc, q, k, v, cache), kernels)
+        let (q, k, v) = self.project(tc, x, cos, sin);
+        self.o_proj.forward(Self::attend(tc, q, k, v, cache))
     }
 
     /// One new token for each of several conversations (row `b` of `x` continues `caches[b]`):
@@ -241,14 +241,13 @@ impl<B: Backend> SelfAttention<B> {
         cos: &Tensor<B, 3>,
         sin: &Tensor<B, 3>,
         caches: &mut [&mut Option<(Tensor<B, 3>, Tensor<B, 3>)>],
-        kernels: Option<&LayerKernels>,
     ) -> Tensor<B, 2> {
-        let (q, k, v) = self.project(tc, x, cos, sin, kernels);
+        let (q, k, v) = self.project(tc, x, cos, sin);
         let rows: Vec<Tensor<B, 2>> = caches
             .iter_mut()
             .enumerate()
             .map(|(b, cache)| Self::attend(tc, q.clone().narrow(1, b, 1), k.clone().narrow(1, b, 1), v.clone().narrow(1, b, 1), cache))
             .collect();
-        self.output(Tensor::cat(rows, 0), kernels)
+        self.o_proj.forward(Tensor::cat(rows, 0))
     }
 }

@@ -82,7 +82,7 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Hand host caches over to burn's decoder as tensors.
-    fn to_burn(&mut self, device: &B::Device, dtype: DType) {
+    fn hand_to_burn(&mut self, device: &B::Device, dtype: DType) {
         if self.host.is_empty() {
             return;
         }
@@ -135,7 +135,7 @@ impl<B: Backend> TextModel<B> {
         collect: bool,
     ) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
         let [len, _] = x.dims();
-        cache.to_burn(&x.device(), x.dtype());
+        cache.hand_to_burn(&x.device(), x.dtype());
         let past = cache.len;
         let mut hidden = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -161,7 +161,7 @@ impl<B: Backend> TextModel<B> {
     /// runs once over all rows (the weights are read once per step), attention row by row.
     pub fn forward_rows(&self, tc: &TextConfig, mut x: Tensor<B, 2>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>, caches: &mut [&mut KvCache<B>]) -> Tensor<B, 2> {
         for c in caches.iter_mut() {
-            c.to_burn(&x.device(), x.dtype());
+            c.hand_to_burn(&x.device(), x.dtype());
         }
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_layernorm.forward(x.clone(), tc.rms_norm_eps);

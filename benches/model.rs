@@ -1,7 +1,7 @@
 //! Model-layer speed on the CPU (`flex`, f32; plain `main`, `harness = false`) for the ~44M
 //! `bench-44m` configuration: prefill of a 512-token text prompt, 128 greedy decode steps on the
 //! KV cache, n conversations decoded together against one after the other (`--batch N`, default
-//! 4), and the vision tower on one 448×448 image; median of repeats, peak RSS.
+//! 4), and the vision tower on one 448×448 image, each on both paths; median of repeats, peak RSS.
 //!
 //! `cargo bench --bench model` (random weights), or `-- --model DIR` to load the checkpoint that
 //! `tools/bench_torch.py --save DIR` wrote, so both sides run the same weights. Other options:
@@ -154,14 +154,20 @@ fn main() {
         image::Rgb([(h & 255) as u8, ((h >> 8) & 255) as u8, ((h >> 16) & 255) as u8])
     });
     let v = preprocess_image(&img, &cfg.vision, &PreprocessConfig::default()).unwrap();
-    let _ = model.encode_vision(&[&v]).unwrap();
-    let mut times = Vec::new();
-    for _ in 0..repeats {
-        let t = Instant::now();
-        let out = model.encode_vision(&[&v]).unwrap();
-        let _ = sightline::model::layers::to_vec(out);
-        times.push(t.elapsed().as_secs_f64());
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for round in 0..=repeats {
+        for (pi, &kernels) in paths.iter().enumerate() {
+            model.set_host_kernels(kernels);
+            let t = Instant::now();
+            let out = model.encode_vision(&[&v]).unwrap();
+            let _ = sightline::model::layers::to_vec(out);
+            if round > 0 {
+                times[pi].push(t.elapsed().as_secs_f64()); // round 0 warms up
+            }
+        }
     }
-    let vt = median(times);
-    println!("vision tower {side}×{side} ({} patches → {} tokens): median {:.3} s, peak RSS {:.0} MB", v.grid.patches(), v.grid.tokens(2), vt, peak_rss_mb());
+    for (pi, t) in times.into_iter().enumerate() {
+        println!("vision tower {side}×{side} ({} patches → {} tokens) [{}]: median {:.3} s", v.grid.patches(), v.grid.tokens(2), names[pi], median(t));
+    }
+    println!("peak RSS {:.0} MB", peak_rss_mb());
 }

@@ -209,8 +209,9 @@ fn forward_matches_layer_by_layer(kernels: bool) {
     for m in models.values_mut() {
         m.set_host_kernels(kernels);
         assert_eq!(m.host_kernels().is_some(), kernels);
+        assert_eq!(m.host_vision_kernels().is_some(), kernels, "the vision tower follows the text model");
     }
-    let mut report = vec![format!("host decoder: {kernels}")];
+    let mut report = vec![format!("host decoder and vision tower: {kernels}")];
     for c in cases() {
         let m = &models[c.model.as_str()];
         let input = recorded_input(&c);

@@ -171,7 +171,7 @@ pub fn rms_norm_into(x: &[f32], width: usize, weight: &[f32], eps: f32, out: &mu
 
 /// `x · cos + rotate_half(x) · sin` in place on every head of a row (`cos`/`sin` `[head_dim]`,
 /// their halves equal, as the multimodal rotary builds them).
-fn rotate(heads: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+pub(crate) fn rotate(heads: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     let half = head_dim / 2;
     for head in heads.chunks_mut(head_dim) {
         let (lo, hi) = head.split_at_mut(half);
@@ -244,7 +244,7 @@ impl TextKernels {
                 start += g.rows;
             }
             let caches: Vec<(&HostKv, usize)> = segments.iter().map(|g| (&g.cache[l], g.rows)).collect();
-            self.attention(&qkv, rows, &caches, &mut attn);
+            attention(s, &qkv, rows, &caches, true, &mut attn);
             lk.o.forward_into(&attn, rows, kq, &mut o);
             add_in_place(&mut x, &o);
             rms_norm_into(&x, d, &lk.post_norm, s.rms_norm_eps, &mut h);
@@ -260,73 +260,78 @@ impl TextKernels {
         }
         out
     }
-
-    /// Causal attention of the new rows (`qkv`, `[rows][qkv width]`, rotated; their keys and
-    /// values already in the caches) → `out`, `[rows][heads·head_dim]`, before `o_proj`.
-    fn attention(&self, qkv: &[f32], rows: usize, caches: &[(&HostKv, usize)], out: &mut Vec<f32>) {
-        let s = self.shape;
-        let (h, kvh, hd) = (s.heads, s.kv_heads, s.head_dim);
-        let rep = h / kvh;
-        let (qn, on) = (s.qkv_width(), h * hd);
-        let mut blocks = Vec::new();
-        let mut start = 0;
-        for (segment, &(kv, n)) in caches.iter().enumerate() {
-            let past = kv.len() - n;
-            if n == 1 {
-                // One position: the query heads that share a KV head, six at a time.
-                for group in 0..kvh {
-                    for e in (0..rep).step_by(ROWS) {
-                        let head = group * rep + e;
-                        let (query, out) = (start * qn + head * hd, start * on + head * hd);
-                        blocks.push(Block { segment, group, query, query_stride: hd, out, out_stride: hd, rows: ROWS.min(rep - e), first: past, step: 0 });
-                    }
-                }
-            } else {
-                // A prompt: each head over six consecutive positions at a time.
-                for head in 0..h {
-                    for p in (0..n).step_by(ROWS) {
-                        let (query, out) = ((start + p) * qn + head * hd, (start + p) * on + head * hd);
-                        blocks.push(Block { segment, group: head / rep, query, query_stride: qn, out, out_stride: on, rows: ROWS.min(n - p), first: past + p, step: 1 });
-                    }
-                }
-            }
-            start += n;
-        }
-        out.truncate(rows * on);
-        out.resize(rows * on, 0.0);
-        let shared = SharedOut(out.as_mut_ptr());
-        let scale = (hd as f32).powf(-0.5);
-        blocks.par_iter().for_each(|b| {
-            let kv = caches[b.segment].0;
-            let (keys, values, vw) = (&kv.keys[b.group], &kv.values[b.group], kv.value_width());
-            let visible = |r: usize| b.first + r * b.step + 1;
-            let most = visible(b.rows - 1);
-            let width = most.div_ceil(PANEL) * PANEL;
-            let mut scores = vec![0f32; b.rows * width];
-            for p in 0..width / PANEL {
-                block_product(&keys[p * hd * PANEL..], PANEL, &qkv[b.query..], b.query_stride, hd, b.rows, &mut scores[p * PANEL..], width, Start::Zero);
-            }
-            for (r, row) in scores.chunks_mut(width).enumerate() {
-                let (seen, hidden) = row.split_at_mut(visible(r));
-                softmax_in_place(seen, scale);
-                hidden.fill(0.0);
-            }
-            let mut mixed = [0f32; ROWS * PANEL];
-            for c in (0..hd).step_by(PANEL) {
-                block_product(&values[c..], vw, &scores, width, most, b.rows, &mut mixed, PANEL, Start::Zero);
-                let cols = PANEL.min(hd - c);
-                for r in 0..b.rows {
-                    // SAFETY: each block writes its own rows' columns `head·hd .. +hd` (blocks
-                    // cover distinct (row, head) pairs), and `out` outlives the parallel loop.
-                    let dst = unsafe { shared.slice(b.out + r * b.out_stride + c, cols) };
-                    dst.copy_from_slice(&mixed[r * PANEL..r * PANEL + cols]);
-                }
-            }
-        });
-    }
 }
 
-fn add_in_place(x: &mut [f32], y: &[f32]) {
+/// Attention of the new rows (`qkv`, `[rows][qkv width]`, rotated; their keys and values
+/// already in the caches, one cache per segment of rows) → `out`, `[rows][heads·head_dim]`,
+/// before the output projection. Causal: row `i` of a segment sees the cached positions and the
+/// segment's rows up to `i`; otherwise every row sees its whole segment (the vision tower's
+/// windows).
+pub fn attention(s: TextShape, qkv: &[f32], rows: usize, caches: &[(&HostKv, usize)], causal: bool, out: &mut Vec<f32>) {
+    let (h, kvh, hd) = (s.heads, s.kv_heads, s.head_dim);
+    let rep = h / kvh;
+    let (qn, on) = (s.qkv_width(), h * hd);
+    let mut blocks = Vec::new();
+    let mut start = 0;
+    for (segment, &(kv, n)) in caches.iter().enumerate() {
+        let past = kv.len() - n;
+        if n == 1 {
+            // One position: the query heads that share a KV head, six at a time.
+            for group in 0..kvh {
+                for e in (0..rep).step_by(ROWS) {
+                    let head = group * rep + e;
+                    let (query, out) = (start * qn + head * hd, start * on + head * hd);
+                    blocks.push(Block { segment, group, query, query_stride: hd, out, out_stride: hd, rows: ROWS.min(rep - e), first: past, step: 0 });
+                }
+            }
+        } else {
+            // A prompt (or a vision window): each head over six consecutive rows at a time.
+            for head in 0..h {
+                for p in (0..n).step_by(ROWS) {
+                    let (query, out) = ((start + p) * qn + head * hd, (start + p) * on + head * hd);
+                    // Causal: row p sees up to its own position; else the whole segment.
+                    let (first, step) = if causal { (past + p, 1) } else { (kv.len() - 1, 0) };
+                    blocks.push(Block { segment, group: head / rep, query, query_stride: qn, out, out_stride: on, rows: ROWS.min(n - p), first, step });
+                }
+            }
+        }
+        start += n;
+    }
+    out.truncate(rows * on);
+    out.resize(rows * on, 0.0);
+    let shared = SharedOut(out.as_mut_ptr());
+    let scale = (hd as f32).powf(-0.5);
+    blocks.par_iter().for_each(|b| {
+        let kv = caches[b.segment].0;
+        let (keys, values, vw) = (&kv.keys[b.group], &kv.values[b.group], kv.value_width());
+        let visible = |r: usize| b.first + r * b.step + 1;
+        let most = visible(b.rows - 1);
+        let width = most.div_ceil(PANEL) * PANEL;
+        let mut scores = vec![0f32; b.rows * width];
+        for p in 0..width / PANEL {
+            block_product(&keys[p * hd * PANEL..], PANEL, &qkv[b.query..], b.query_stride, hd, b.rows, &mut scores[p * PANEL..], width, Start::Zero);
+        }
+        for (r, row) in scores.chunks_mut(width).enumerate() {
+            let (seen, hidden) = row.split_at_mut(visible(r));
+            softmax_in_place(seen, scale);
+            hidden.fill(0.0);
+        }
+        let mut mixed = [0f32; ROWS * PANEL];
+        for c in (0..hd).step_by(PANEL) {
+            block_product(&values[c..], vw, &scores, width, most, b.rows, &mut mixed, PANEL, Start::Zero);
+            let cols = PANEL.min(hd - c);
+            for r in 0..b.rows {
+                // SAFETY: each block writes its own rows' columns `head·hd .. +hd` (blocks
+                // cover distinct (row, head) pairs), and `out` outlives the parallel loop.
+                let dst = unsafe { shared.slice(b.out + r * b.out_stride + c, cols) };
+                dst.copy_from_slice(&mixed[r * PANEL..r * PANEL + cols]);
+            }
+        }
+    });
+}
+
+/// `x += y`, elementwise.
+pub(crate) fn add_in_place(x: &mut [f32], y: &[f32]) {
     x.par_chunks_mut(4096).zip(y.par_chunks(4096)).for_each(|(a, b)| {
         for (a, b) in a.iter_mut().zip(b) {
             *a += b;
@@ -380,13 +385,18 @@ mod tests {
     /// positions `past..past+n`, keys/values `[kvh][past+n][hd]`.
     #[allow(clippy::too_many_arguments)]
     fn naive_attention(q: &[f32], k: &[f32], v: &[f32], n: usize, past: usize, h: usize, kvh: usize, hd: usize) -> Vec<f32> {
+        naive_attention_masked(q, k, v, n, past, h, kvh, hd, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn naive_attention_masked(q: &[f32], k: &[f32], v: &[f32], n: usize, past: usize, h: usize, kvh: usize, hd: usize, causal: bool) -> Vec<f32> {
         let total = past + n;
         let mut out = vec![0f32; n * h * hd];
         for i in 0..n {
             for head in 0..h {
                 let g = head / (h / kvh);
                 let qi = &q[(i * h + head) * hd..][..hd];
-                let seen = past + i + 1;
+                let seen = if causal { past + i + 1 } else { total };
                 let s: Vec<f64> = (0..seen).map(|t| (0..hd).map(|d| qi[d] as f64 * k[(g * total + t) * hd + d] as f64).sum::<f64>() / (hd as f64).sqrt()).collect();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
@@ -401,17 +411,6 @@ mod tests {
 
     fn shape(h: usize, kvh: usize, hd: usize) -> TextShape {
         TextShape { hidden: h * hd, heads: h, kv_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6 }
-    }
-
-    fn kernels_for(s: TextShape) -> TextKernels {
-        use super::super::host_kernels::{LayerKernels, PackedLinear};
-        let one = PackedLinear::from_in_out(1, 1, &[1.0], None);
-        TextKernels {
-            layers: vec![LayerKernels { qkv: one.clone(), o: one.clone(), gate_up: one.clone(), down: one.clone(), input_norm: vec![], post_norm: vec![] }],
-            lm_head: one,
-            norm: vec![],
-            shape: s,
-        }
     }
 
     /// The q/k/v rows of `n` positions (`[n][qkv width]`) from queries `[n][h][hd]` and
@@ -447,11 +446,31 @@ mod tests {
             };
             let rows = qkv_rows(&q, &kn, &vn, n, s);
             let mut got = Vec::new();
-            kernels_for(s).attention(&rows, n, &[(&cache, n)], &mut got);
+            attention(s, &rows, n, &[(&cache, n)], true, &mut got);
             let want = naive_attention(&q, &k, &v, n, past, h, kvh, hd);
             let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(err < 1e-5, "h {h} kvh {kvh} hd {hd} past {past} n {n}: max error {err}");
         }
+    }
+
+    #[test]
+    fn windows_attend_to_their_whole_segment_when_not_causal() {
+        // The vision tower: several windows of different sizes, each row seeing its window.
+        let s = shape(3, 3, 16);
+        let (h, hd) = (3, 16);
+        let lens = [16usize, 7, 70];
+        let (mut caches, mut rows, mut want) = (Vec::new(), Vec::new(), Vec::new());
+        for (w, &n) in lens.iter().enumerate() {
+            let (k, v, q) = (values(h * n * hd, 50 + w as u32), values(h * n * hd, 60 + w as u32), values(n * h * hd, 70 + w as u32));
+            caches.push(HostKv::from_heads_major(&k, &v, h, n, hd));
+            rows.extend(qkv_rows(&q, &k, &v, n, s));
+            want.extend(naive_attention_masked(&q, &k, &v, n, 0, h, h, hd, false));
+        }
+        let views: Vec<(&HostKv, usize)> = caches.iter().zip(&lens).map(|(c, &n)| (c, n)).collect();
+        let mut got = Vec::new();
+        attention(s, &rows, lens.iter().sum(), &views, false, &mut got);
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(err < 1e-5, "max error {err}");
     }
 
     #[test]
@@ -472,7 +491,7 @@ mod tests {
         }
         let views: Vec<(&HostKv, usize)> = caches.iter().map(|c| (c, 1)).collect();
         let mut got = Vec::new();
-        kernels_for(s).attention(&rows, lens.len(), &views, &mut got);
+        attention(s, &rows, lens.len(), &views, true, &mut got);
         let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(err < 1e-5, "max error {err}");
     }

@@ -8,6 +8,7 @@ pub mod device;
 pub mod generate;
 pub mod host_decoder;
 pub mod host_kernels;
+pub mod host_vision;
 pub mod layers;
 pub mod loader;
 pub mod preprocess;

@@ -5,6 +5,7 @@
 
 use super::config::Qwen25VlConfig;
 use super::host_decoder::{Segment, TextShape};
+use super::host_vision::VisionKernels;
 use super::host_kernels::{side_by_side, LayerKernels, MatrixPart, PackedLinear, TextKernels};
 use super::layers::{index_tensor, linear, tensor, to_vec};
 use super::preprocess::VisionInput;
@@ -85,6 +86,8 @@ pub struct Qwen25Vl<B: Backend> {
     /// CPU backend unless `SIGHTLINE_CPU_KERNELS=off`. Repack (`set_host_kernels` off, then on)
     /// after changing `weights`.
     host: Option<Arc<TextKernels>>,
+    /// The vision tower packed likewise (patch embedding and blocks), on and off with `host`.
+    host_vision: Option<Arc<VisionKernels>>,
 }
 
 /// Whether `B` is burn's CPU backend (the CPU kernels run on the host).
@@ -106,7 +109,7 @@ impl<B: Backend> Qwen25Vl<B> {
 
     /// A model over loaded weights; packs the CPU kernels where they apply.
     pub fn from_weights(cfg: Qwen25VlConfig, weights: Qwen25VlWeights<B>, device: B::Device, dtype: DType) -> Self {
-        let mut model = Qwen25Vl { cfg, weights, device, dtype, video_time: VideoTime::default(), host: None };
+        let mut model = Qwen25Vl { cfg, weights, device, dtype, video_time: VideoTime::default(), host: None, host_vision: None };
         model.set_host_kernels(cpu_kernels_wanted());
         model
     }
@@ -117,8 +120,10 @@ impl<B: Backend> Qwen25Vl<B> {
     pub fn set_host_kernels(&mut self, on: bool) {
         if !(on && self.dtype == DType::F32 && is_cpu_backend::<B>()) {
             self.host = None;
+            self.host_vision = None;
         } else if self.host.is_none() {
             self.host = Some(Arc::new(self.pack_text_kernels()));
+            self.host_vision = Some(Arc::new(self.pack_vision_kernels()));
         }
     }
 
@@ -127,27 +132,16 @@ impl<B: Backend> Qwen25Vl<B> {
         self.host.as_deref()
     }
 
+    /// The packed vision tower, when the CPU kernels are on.
+    pub fn host_vision_kernels(&self) -> Option<&VisionKernels> {
+        self.host_vision.as_deref()
+    }
+
     /// Pack the text model's linear layers (q/k/v fused, gate/up fused) and the output layer,
     /// with the norms' weights, for the host decoder.
     fn pack_text_kernels(&self) -> TextKernels {
         let tc = &self.cfg.text;
         let d = tc.hidden_size;
-        // A linear layer's host weights `[in][out]`, its sizes and bias.
-        let host = |l: &Linear<B>| {
-            let [k, n] = l.weight.dims();
-            (to_vec(l.weight.val()), k, n, l.bias.as_ref().map(|b| to_vec(b.val())))
-        };
-        let pack = |l: &Linear<B>| {
-            let (w, k, n, b) = host(l);
-            PackedLinear::from_in_out(k, n, &w, b)
-        };
-        // Linear layers over the same input, side by side as one.
-        let fused = |ls: &[&Linear<B>]| {
-            let parts: Vec<_> = ls.iter().map(|l| host(l)).collect();
-            let views: Vec<MatrixPart> = parts.iter().map(|(w, _, n, b)| (w.as_slice(), *n, b.as_deref())).collect();
-            let (w, n, b) = side_by_side(d, &views);
-            PackedLinear::from_in_out(d, n, &w, b)
-        };
         let layers = self
             .weights
             .model
@@ -156,21 +150,44 @@ impl<B: Backend> Qwen25Vl<B> {
             .map(|layer| {
                 let (a, m) = (&layer.self_attn, &layer.mlp);
                 LayerKernels {
-                    qkv: fused(&[&a.q_proj, &a.k_proj, &a.v_proj]),
-                    o: pack(&a.o_proj),
-                    gate_up: fused(&[&m.gate_proj, &m.up_proj]),
-                    down: pack(&m.down_proj),
+                    qkv: pack_fused(&[&a.q_proj, &a.k_proj, &a.v_proj]),
+                    o: pack_linear(&a.o_proj),
+                    gate_up: pack_fused(&[&m.gate_proj, &m.up_proj]),
+                    down: pack_linear(&m.down_proj),
                     input_norm: to_vec(layer.input_layernorm.weight.val()),
                     post_norm: to_vec(layer.post_attention_layernorm.weight.val()),
                 }
             })
             .collect();
         let lm_head = match &self.weights.lm_head {
-            Some(h) => pack(h),
+            Some(h) => pack_linear(h),
             None => PackedLinear::from_out_in(tc.vocab_size, d, &to_vec(self.weights.model.embed_tokens.weight.val())),
         };
         let shape = TextShape { hidden: d, heads: tc.num_attention_heads, kv_heads: tc.num_key_value_heads, head_dim: tc.head_dim(), rms_norm_eps: tc.rms_norm_eps as f32 };
         TextKernels { layers, lm_head, norm: to_vec(self.weights.model.norm.weight.val()), shape }
+    }
+
+    /// Pack the vision tower's patch embedding and blocks for the host (`host_vision`).
+    fn pack_vision_kernels(&self) -> VisionKernels {
+        let vc = &self.cfg.vision;
+        let v = &self.weights.visual;
+        let d = vc.hidden_size;
+        // The Conv3d weight `[hidden, C, T, P, P]` is `[hidden][patch_dim]` row-major.
+        let patch = PackedLinear::from_out_in(d, vc.patch_dim(), &to_vec(v.patch_embed.proj.weight.val()));
+        let blocks = v
+            .blocks
+            .iter()
+            .map(|b| LayerKernels {
+                qkv: pack_linear(&b.attn.qkv),
+                o: pack_linear(&b.attn.proj),
+                gate_up: pack_fused(&[&b.mlp.gate_proj, &b.mlp.up_proj]),
+                down: pack_linear(&b.mlp.down_proj),
+                input_norm: to_vec(b.norm1.weight.val()),
+                post_norm: to_vec(b.norm2.weight.val()),
+            })
+            .collect();
+        let shape = TextShape { hidden: d, heads: vc.num_heads, kv_heads: vc.num_heads, head_dim: vc.head_dim(), rms_norm_eps: VISION_RMS_EPS };
+        VisionKernels { patch, blocks, shape }
     }
 
     /// Locate every image and video in `input` and check the pad counts against the grids.
@@ -226,7 +243,7 @@ impl<B: Backend> Qwen25Vl<B> {
         }
         let n = pixels.len() / dim;
         let t = tensor::<B, 2>(pixels, [n, dim], &self.device, self.dtype);
-        self.weights.visual.forward(&self.cfg.vision, t, &grids)
+        self.weights.visual.forward(&self.cfg.vision, t, &grids, self.host_vision.as_deref())
     }
 
     /// Embeddings of `input.ids[start..]` with vision features in their pad positions; the
@@ -381,4 +398,28 @@ impl<B: Backend> Qwen25Vl<B> {
         }
         ForwardOutput { logits: to_vec(logits), rows, hidden, vision_ms: 0.0 }
     }
+}
+
+/// The vision tower's RMSNorm epsilon (fixed in transformers).
+const VISION_RMS_EPS: f32 = 1e-6;
+
+/// A linear layer's host weights `[in][out]`, its sizes and bias.
+fn host_linear<B: Backend>(l: &Linear<B>) -> (Vec<f32>, usize, usize, Option<Vec<f32>>) {
+    let [k, n] = l.weight.dims();
+    (to_vec(l.weight.val()), k, n, l.bias.as_ref().map(|b| to_vec(b.val())))
+}
+
+/// One linear layer packed (bf16 when lossless).
+fn pack_linear<B: Backend>(l: &Linear<B>) -> PackedLinear {
+    let (w, k, n, b) = host_linear(l);
+    PackedLinear::from_in_out(k, n, &w, b)
+}
+
+/// Linear layers over the same input packed side by side as one.
+fn pack_fused<B: Backend>(ls: &[&Linear<B>]) -> PackedLinear {
+    let parts: Vec<_> = ls.iter().map(|l| host_linear(l)).collect();
+    let k = parts[0].1;
+    let views: Vec<MatrixPart> = parts.iter().map(|(w, _, n, b)| (w.as_slice(), *n, b.as_deref())).collect();
+    let (w, n, b) = side_by_side(k, &views);
+    PackedLinear::from_in_out(k, n, &w, b)
 }

@@ -4,7 +4,8 @@
 //! Field names mirror the checkpoint keys (`visual.blocks.N.attn.qkv`, `visual.merger.mlp.0`, …).
 
 use super::config::VisionConfig;
-use super::layers::{apply_rotary, index_tensor, linear, tensor, Mlp, RmsNorm};
+use super::host_vision::{VisionKernels, VisionLayout};
+use super::layers::{apply_rotary, index_tensor, linear, tensor, to_vec, Mlp, RmsNorm};
 use super::rope::{frame_seqlens, vision_cos_sin, vision_pos_ids, window_index, GridThw};
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear};
@@ -85,7 +86,8 @@ impl<B: Backend> VisionTower<B> {
 
     /// Encode the flattened patches of several images/videos (`[patches, patch_dim]`, processor
     /// order, concatenated) into language-model embeddings `[tokens, out_hidden]`, in input order.
-    pub fn forward(&self, vc: &VisionConfig, pixels: Tensor<B, 2>, grids: &[GridThw]) -> Result<Tensor<B, 2>, String> {
+    /// With `kernels`, the patch embedding and the blocks run on the host (`host_vision`).
+    pub fn forward(&self, vc: &VisionConfig, pixels: Tensor<B, 2>, grids: &[GridThw], kernels: Option<&VisionKernels>) -> Result<Tensor<B, 2>, String> {
         let device = pixels.device();
         let dtype = self.patch_embed.proj.weight.val().dtype();
         let n: usize = grids.iter().map(|g| g.patches()).sum();
@@ -99,14 +101,9 @@ impl<B: Backend> VisionTower<B> {
         }
         let d = vc.hidden_size;
         let unit = m * m;
-        let w = self.patch_embed.proj.weight.val().reshape([d, vc.patch_dim()]);
-        let mut x = pixels.cast(dtype).matmul(w.transpose());
-
         // Window order (merged units stay contiguous).
         let (widx, cu_window) = window_index(vc, grids);
         let cu_full = frame_seqlens(grids);
-        let idx_t = index_tensor::<B>(&widx, &device);
-        x = x.reshape([n / unit, unit * d]).select(0, idx_t).reshape([n, d]);
         let pos = vision_pos_ids(vc, grids);
         let (cos, sin) = vision_cos_sin(vc, &pos);
         let hd = vc.head_dim();
@@ -117,16 +114,28 @@ impl<B: Backend> VisionTower<B> {
             }
             out
         };
-        let cos = tensor::<B, 3>(reorder(&cos), [n, 1, hd], &device, burn::tensor::DType::F32);
-        let sin = tensor::<B, 3>(reorder(&sin), [n, 1, hd], &device, burn::tensor::DType::F32);
-
-        for (i, blk) in self.blocks.iter().enumerate() {
-            let cu = if vc.fullatt_block_indexes.contains(&i) { &cu_full } else { &cu_window };
-            let h = blk.attn.forward(vc, blk.norm1.forward(x.clone(), VISION_EPS), &cos, &sin, cu);
-            x = x.add(h);
-            let h = blk.mlp.forward(blk.norm2.forward(x.clone(), VISION_EPS));
-            x = x.add(h);
-        }
+        let (cos, sin) = (reorder(&cos), reorder(&sin));
+        let x = match kernels {
+            Some(k) => {
+                let layout = VisionLayout { window: &widx, unit, cu_window: &cu_window, cu_full: &cu_full, full_blocks: &vc.fullatt_block_indexes };
+                tensor::<B, 2>(k.forward(&to_vec(pixels), n, &layout, &cos, &sin), [n, d], &device, dtype)
+            }
+            None => {
+                let w = self.patch_embed.proj.weight.val().reshape([d, vc.patch_dim()]);
+                let x = pixels.cast(dtype).matmul(w.transpose());
+                let mut x = x.reshape([n / unit, unit * d]).select(0, index_tensor::<B>(&widx, &device)).reshape([n, d]);
+                let cos = tensor::<B, 3>(cos, [n, 1, hd], &device, burn::tensor::DType::F32);
+                let sin = tensor::<B, 3>(sin, [n, 1, hd], &device, burn::tensor::DType::F32);
+                for (i, blk) in self.blocks.iter().enumerate() {
+                    let cu = if vc.fullatt_block_indexes.contains(&i) { &cu_full } else { &cu_window };
+                    let h = blk.attn.forward(vc, blk.norm1.forward(x.clone(), VISION_EPS), &cos, &sin, cu);
+                    x = x.add(h);
+                    let h = blk.mlp.forward(blk.norm2.forward(x.clone(), VISION_EPS));
+                    x = x.add(h);
+                }
+                x
+            }
+        };
 
         let mx = self.merger.ln_q.forward(x, VISION_EPS).reshape([n / unit, unit * d]);
         let mx = self.merger.mlp_2.forward(activation::gelu(self.merger.mlp_0.forward(mx)));

@@ -1,21 +1,23 @@
-//! CPU kernels for the language model's linear layers (decoding one token, one token of each of
-//! n conversations, or a prefill), threaded over output columns and vectorised with AVX-512
-//! where the CPU has it.
+//! CPU kernels: the block product every host-side product is made of (the language model's and
+//! vision tower's linear layers, attention's scores and weighted values), threaded over output
+//! columns and vectorised with AVX-512 where the CPU has it; vector exp, softmax and SiLU; and the
+//! packed text weights ([`TextKernels`]).
 //!
 //! Why: burn's `flex` backend runs every matrix product under 192³ multiply-adds on one thread
 //! and without packing, which is every decode-time product but the lm_head. Decoding is bound by
 //! how fast the weights stream from memory, so these kernels keep each weight matrix in panels of
-//! [`PANEL`] output columns (`[k][PANEL]`, contiguous) and split the panels between the threads of
-//! rayon's global pool (the one flex uses).
+//! [`PANEL`] output columns (`[k][PANEL]`, contiguous, cache-line aligned) and split the panels
+//! between the threads of rayon's global pool (the one flex uses). A prefill takes the input rows
+//! [`ROWS`] at a time over L2-sized blocks of each panel, writing straight into a reused output.
 //!
 //! Weights whose every value is exactly a bfloat16 (the published Qwen2.5-VL checkpoints are
 //! stored in bf16) are kept as bf16 and widened to f32 in registers: half the bytes to stream,
 //! and the same products as f32 weights, since the widening is exact. Arithmetic is f32 with
 //! f32 accumulation in every case; only the summation order differs from burn's kernels (~1e-6).
 //!
-//! [`TextKernels`] packs a model's text weights once; the q/k/v projections are fused into one
-//! matrix, as are gate and up. Prefill uses them too (rows six at a time over L2-sized blocks of
-//! each panel): on `bench-44m` that was faster than flex's matrix products (docs/benchmarks.md).
+//! [`TextKernels`] packs a model's text weights once (q/k/v fused into one matrix, gate and up
+//! into another) for the host decoder (`host_decoder`). Measured against burn's products and the
+//! `gemm` crate in docs/benchmarks.md.
 
 use super::host_decoder::TextShape;
 use rayon::prelude::*;

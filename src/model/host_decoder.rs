@@ -18,7 +18,7 @@
 //! Several conversations can go through together ([`Segment`]s): their rows share every linear
 //! layer, while each attends to its own cache (batched decoding of n samples).
 
-use super::host_kernels::{block_product, softmax_in_place, sum_of_squares, Start, TextKernels, PANEL, ROWS};
+use super::host_kernels::{block_product, softmax_in_place, sum_of_squares, LayerKernels, Start, TextKernels, PANEL, ROWS};
 use rayon::prelude::*;
 
 /// The sizes and constants the host decoder takes from the text config.
@@ -171,7 +171,7 @@ pub fn rms_norm_into(x: &[f32], width: usize, weight: &[f32], eps: f32, out: &mu
 
 /// `x · cos + rotate_half(x) · sin` in place on every head of a row (`cos`/`sin` `[head_dim]`,
 /// their halves equal, as the multimodal rotary builds them).
-pub(crate) fn rotate(heads: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+fn rotate(heads: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     let half = head_dim / 2;
     for head in heads.chunks_mut(head_dim) {
         let (lo, hi) = head.split_at_mut(half);
@@ -215,6 +215,41 @@ impl SharedOut {
     }
 }
 
+/// Buffers a block reuses from layer to layer (fresh megabyte-sized allocations fault their
+/// pages in on every prefill product).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    h: Vec<f32>,
+    /// The fused q/k/v rows, queries and keys rotated.
+    pub qkv: Vec<f32>,
+    /// Attention's output, before the output projection.
+    pub attn: Vec<f32>,
+    o: Vec<f32>,
+    gu: Vec<f32>,
+}
+
+impl LayerKernels {
+    /// `scratch.qkv` ← q/k/v of `norm(x)` (`input_norm`), queries and keys rotated by `cos`/`sin`
+    /// (`[rows][head_dim]`).
+    pub(crate) fn rotated_qkv(&self, s: TextShape, x: &[f32], rows: usize, cos: &[f32], sin: &[f32], scratch: &mut Scratch) {
+        let (d, hd) = (s.hidden, s.head_dim);
+        let rotated = (s.heads + s.kv_heads) * hd;
+        rms_norm_into(x, d, &self.input_norm, s.rms_norm_eps, &mut scratch.h);
+        self.qkv.forward_into(&scratch.h, rows, d, &mut scratch.qkv);
+        scratch.qkv.par_chunks_mut(s.qkv_width()).zip(cos.par_chunks(hd).zip(sin.par_chunks(hd))).with_min_len(16).for_each(|(row, (c, sn))| rotate(&mut row[..rotated], hd, c, sn));
+    }
+
+    /// The rest of the block after attention: `x += o(scratch.attn)`, then
+    /// `x += mlp(norm(x))` (`post_norm`).
+    pub(crate) fn finish(&self, s: TextShape, x: &mut [f32], rows: usize, scratch: &mut Scratch) {
+        self.o.forward_into(&scratch.attn, rows, s.heads * s.head_dim, &mut scratch.o);
+        add_in_place(x, &scratch.o);
+        rms_norm_into(x, s.hidden, &self.post_norm, s.rms_norm_eps, &mut scratch.h);
+        self.mlp_into(&scratch.h, rows, &mut scratch.gu, &mut scratch.o);
+        add_in_place(x, &scratch.o);
+    }
+}
+
 impl TextKernels {
     /// Run every decoder layer over `x` (`[rows][hidden]`, the rows of `segments` one after the
     /// other), appending each segment's keys and values to its caches. `cos`/`sin` are
@@ -229,12 +264,10 @@ impl TextKernels {
         assert!(segments.iter().all(|g| g.cache.len() == self.layers.len()), "one cache per layer");
         let (qn, kq) = (s.qkv_width(), s.heads * hd);
         let kvw = s.kv_heads * hd;
-        // Buffers reused by every layer (fresh megabyte-sized allocations fault their pages in).
-        let (mut h, mut qkv, mut attn, mut o, mut gu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Scratch::default();
         for (l, lk) in self.layers.iter().enumerate() {
-            rms_norm_into(&x, d, &lk.input_norm, s.rms_norm_eps, &mut h);
-            lk.qkv.forward_into(&h, rows, d, &mut qkv);
-            qkv.par_chunks_mut(qn).zip(cos.par_chunks(hd).zip(sin.par_chunks(hd))).with_min_len(16).for_each(|(row, (c, sn))| rotate(&mut row[..kq + kvw], hd, c, sn));
+            lk.rotated_qkv(s, &x, rows, cos, sin, &mut scratch);
+            let qkv = &scratch.qkv;
             let mut start = 0;
             for g in segments.iter_mut() {
                 for r in start..start + g.rows {
@@ -244,12 +277,8 @@ impl TextKernels {
                 start += g.rows;
             }
             let caches: Vec<(&HostKv, usize)> = segments.iter().map(|g| (&g.cache[l], g.rows)).collect();
-            attention(s, &qkv, rows, &caches, true, &mut attn);
-            lk.o.forward_into(&attn, rows, kq, &mut o);
-            add_in_place(&mut x, &o);
-            rms_norm_into(&x, d, &lk.post_norm, s.rms_norm_eps, &mut h);
-            lk.mlp_into(&h, rows, &mut gu, &mut o);
-            add_in_place(&mut x, &o);
+            attention(s, qkv, rows, &caches, true, &mut scratch.attn);
+            lk.finish(s, &mut x, rows, &mut scratch);
             if let Some(c) = collect.as_deref_mut() {
                 c.push(x.clone());
             }
@@ -331,7 +360,7 @@ pub fn attention(s: TextShape, qkv: &[f32], rows: usize, caches: &[(&HostKv, usi
 }
 
 /// `x += y`, elementwise.
-pub(crate) fn add_in_place(x: &mut [f32], y: &[f32]) {
+fn add_in_place(x: &mut [f32], y: &[f32]) {
     x.par_chunks_mut(4096).zip(y.par_chunks(4096)).for_each(|(a, b)| {
         for (a, b) in a.iter_mut().zip(b) {
             *a += b;
@@ -341,19 +370,8 @@ pub(crate) fn add_in_place(x: &mut [f32], y: &[f32]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::host_kernels::tests::values;
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
 
     #[test]
     fn the_cache_round_trips_through_burns_layout_and_truncates() {

@@ -642,7 +642,7 @@ pub fn side_by_side(k: usize, parts: &[MatrixPart]) -> (Vec<f32>, usize, Option<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn naive(x: &[f32], rows: usize, k: usize, n: usize, w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
@@ -656,7 +656,9 @@ mod tests {
         y
     }
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    /// Deterministic values in [-1, 1] (xorshift), for the kernel tests here and in
+    /// `host_decoder`.
+    pub(crate) fn values(len: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
         (0..len)
             .map(|_| {

@@ -6,9 +6,8 @@
 //! Used for f32 models on the CPU backend, with the text model's host decoder; burn's tower
 //! runs otherwise (`Qwen25Vl::set_host_kernels`).
 
-use super::host_decoder::{add_in_place, attention, rms_norm_into, rotate, HostKv, TextShape};
+use super::host_decoder::{attention, HostKv, Scratch, TextShape};
 use super::host_kernels::{LayerKernels, PackedLinear};
-use rayon::prelude::*;
 
 /// The vision tower's weights for the host: the patch embedding and every block packed.
 #[derive(Clone, Debug)]
@@ -47,12 +46,11 @@ impl VisionKernels {
             x.extend_from_slice(&embedded[u * unit * d..(u + 1) * unit * d]);
         }
         let qn = s.qkv_width();
-        let (mut h, mut qkv, mut attn, mut o, mut gu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Scratch::default();
         for (i, lk) in self.blocks.iter().enumerate() {
             let cu = if layout.full_blocks.contains(&i) { layout.cu_full } else { layout.cu_window };
-            rms_norm_into(&x, d, &lk.input_norm, s.rms_norm_eps, &mut h);
-            lk.qkv.forward_into(&h, n, d, &mut qkv);
-            qkv.par_chunks_mut(qn).zip(cos.par_chunks(hd).zip(sin.par_chunks(hd))).with_min_len(16).for_each(|(row, (c, sn))| rotate(&mut row[..2 * d], hd, c, sn));
+            lk.rotated_qkv(s, &x, n, cos, sin, &mut scratch);
+            let qkv = &scratch.qkv;
             // One cache per segment: its keys and values, seen by all of its rows.
             let caches: Vec<HostKv> = cu
                 .windows(2)
@@ -66,12 +64,8 @@ impl VisionKernels {
                 })
                 .collect();
             let views: Vec<(&HostKv, usize)> = caches.iter().map(|c| (c, c.len())).collect();
-            attention(s, &qkv, n, &views, false, &mut attn);
-            lk.o.forward_into(&attn, n, d, &mut o);
-            add_in_place(&mut x, &o);
-            rms_norm_into(&x, d, &lk.post_norm, s.rms_norm_eps, &mut h);
-            lk.mlp_into(&h, n, &mut gu, &mut o);
-            add_in_place(&mut x, &o);
+            attention(s, qkv, n, &views, false, &mut scratch.attn);
+            lk.finish(s, &mut x, n, &mut scratch);
         }
         x
     }

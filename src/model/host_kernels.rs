@@ -204,17 +204,31 @@ impl PackedLinear {
         let out = SharedOut(y.as_mut_ptr());
         let threads = rayon::current_num_threads().max(1);
         let min_len = (self.panels / (4 * threads)).max(1);
+        // bf16 panels over many rows (a prefill): widen each panel block to f32 once, instead of
+        // once per group of rows (the widening competes with the FMAs for the vector ports).
+        let widen_once = matches!(self.data, Panels::Bf16(_)) && rows > 2 * ROWS;
         (0..self.panels).into_par_iter().with_min_len(min_len).for_each(|p| {
             let mut tile: Tile = [0f32; ROWS * PANEL];
+            let mut widened = if widen_once { Aligned::<f32>::zeroed(K_BLOCK.min(k) * PANEL) } else { Aligned::<f32>::zeroed(0) };
             let cols = PANEL.min(n - p * PANEL);
             let bias = self.bias.as_ref().map(|b| &b[p * PANEL..p * PANEL + cols]);
             for kb in (0..k).step_by(K_BLOCK) {
                 let len = K_BLOCK.min(k - kb);
+                let (weights, block) = match &self.data {
+                    Panels::Bf16(w) if widen_once => {
+                        let src = &w.as_slice()[(p * k + kb) * PANEL..(p * k + kb + len) * PANEL];
+                        for (d, s) in widened.as_mut_slice().iter_mut().zip(src) {
+                            *d = f32::from_bits((*s as u32) << 16);
+                        }
+                        (WeightsRef::F32(widened.as_slice()), 0)
+                    }
+                    data => (data.view(), (p * k + kb) * PANEL),
+                };
                 let mut r0 = 0;
                 while r0 < rows {
                     let mr = (rows - r0).min(ROWS);
                     let xs = &x[r0 * stride + kb..];
-                    let offset = (p * k + kb) * PANEL;
+                    let offset = block;
                     if cols == PANEL {
                         // Straight into `y`: the first block starts from the bias (or zero), the
                         // others add to what is there.
@@ -225,11 +239,11 @@ impl PackedLinear {
                         };
                         // SAFETY: rows r0..r0+mr of `y` hold columns p*PANEL..+PANEL (n ≥ that),
                         // which panel `p` alone writes; `y` outlives the parallel loop.
-                        unsafe { panel_product(self.data.view(), offset, PANEL, xs, stride, len, mr, out.at(r0 * n + p * PANEL), n, start) };
+                        unsafe { panel_product(weights, offset, PANEL, xs, stride, len, mr, out.at(r0 * n + p * PANEL), n, start) };
                     } else {
                         // The last, partial panel: through a tile, then its columns.
                         // SAFETY: the tile holds ROWS rows of PANEL.
-                        unsafe { panel_product(self.data.view(), offset, PANEL, xs, stride, len, mr, tile.as_mut_ptr(), PANEL, Start::Zero) };
+                        unsafe { panel_product(weights, offset, PANEL, xs, stride, len, mr, tile.as_mut_ptr(), PANEL, Start::Zero) };
                         for r in 0..mr {
                             let part = &tile[r * PANEL..r * PANEL + cols];
                             // SAFETY: as above, for this panel's `cols` columns of row r0 + r.
@@ -689,14 +703,15 @@ pub(crate) mod tests {
 
     #[test]
     fn bf16_exact_weights_are_stored_as_bf16_and_give_the_f32_products() {
-        let (k, n) = (96, 150);
+        let (k, n) = (600, 150); // two input blocks
         let w: Vec<f32> = values(k * n, 3).iter().map(|v| f32::from_bits(v.to_bits() & 0xFFFF_0000)).collect();
         assert!(bf16_exact(&w));
         let p = PackedLinear::from_in_out(k, n, &w, None);
         assert_eq!(p.storage(), WeightStorage::Bf16);
         assert_eq!(p.bytes(), 3 * k * PANEL * 2);
         let f = PackedLinear::pack(k, n, false, |i, j| w[i * n + j], None);
-        for rows in [1, 4, 5] {
+        // Few rows widen in registers; many rows (a prefill) widen each panel block once.
+        for rows in [1, 4, 5, 13, 40] {
             let x = values(rows * k, 11);
             let a = p.forward(&x, rows);
             assert_eq!(a, f.forward(&x, rows), "bf16 storage widens exactly, so products are bit-identical");

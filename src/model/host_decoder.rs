@@ -21,9 +21,10 @@
 use super::host_kernels::{block_product, softmax_in_place, sum_of_squares, LayerKernels, Start, TextKernels, PANEL, ROWS};
 use rayon::prelude::*;
 
-/// The sizes and constants the host decoder takes from the text config.
+/// A transformer block's sizes and RMSNorm epsilon, as the host kernels take them (from the text
+/// config for the decoder; from the vision config, with `kv_heads = heads`, for the vision tower).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TextShape {
+pub struct BlockShape {
     pub hidden: usize,
     pub heads: usize,
     pub kv_heads: usize,
@@ -31,7 +32,7 @@ pub struct TextShape {
     pub rms_norm_eps: f32,
 }
 
-impl TextShape {
+impl BlockShape {
     /// Width of a fused q/k/v row.
     pub fn qkv_width(&self) -> usize {
         (self.heads + 2 * self.kv_heads) * self.head_dim
@@ -231,7 +232,7 @@ pub(crate) struct Scratch {
 impl LayerKernels {
     /// `scratch.qkv` ← q/k/v of `norm(x)` (`input_norm`), queries and keys rotated by `cos`/`sin`
     /// (`[rows][head_dim]`).
-    pub(crate) fn rotated_qkv(&self, s: TextShape, x: &[f32], rows: usize, cos: &[f32], sin: &[f32], scratch: &mut Scratch) {
+    pub(crate) fn rotated_qkv(&self, s: BlockShape, x: &[f32], rows: usize, cos: &[f32], sin: &[f32], scratch: &mut Scratch) {
         let (d, hd) = (s.hidden, s.head_dim);
         let rotated = (s.heads + s.kv_heads) * hd;
         rms_norm_into(x, d, &self.input_norm, s.rms_norm_eps, &mut scratch.h);
@@ -241,7 +242,7 @@ impl LayerKernels {
 
     /// The rest of the block after attention: `x += o(scratch.attn)`, then
     /// `x += mlp(norm(x))` (`post_norm`).
-    pub(crate) fn finish(&self, s: TextShape, x: &mut [f32], rows: usize, scratch: &mut Scratch) {
+    pub(crate) fn finish(&self, s: BlockShape, x: &mut [f32], rows: usize, scratch: &mut Scratch) {
         self.o.forward_into(&scratch.attn, rows, s.heads * s.head_dim, &mut scratch.o);
         add_in_place(x, &scratch.o);
         rms_norm_into(x, s.hidden, &self.post_norm, s.rms_norm_eps, &mut scratch.h);
@@ -296,7 +297,7 @@ impl TextKernels {
 /// before the output projection. Causal: row `i` of a segment sees the cached positions and the
 /// segment's rows up to `i`; otherwise every row sees its whole segment (the vision tower's
 /// windows).
-pub fn attention(s: TextShape, qkv: &[f32], rows: usize, caches: &[(&HostKv, usize)], causal: bool, out: &mut Vec<f32>) {
+pub fn attention(s: BlockShape, qkv: &[f32], rows: usize, caches: &[(&HostKv, usize)], causal: bool, out: &mut Vec<f32>) {
     let (h, kvh, hd) = (s.heads, s.kv_heads, s.head_dim);
     let rep = h / kvh;
     let (qn, on) = (s.qkv_width(), h * hd);
@@ -427,13 +428,13 @@ mod tests {
         out
     }
 
-    fn shape(h: usize, kvh: usize, hd: usize) -> TextShape {
-        TextShape { hidden: h * hd, heads: h, kv_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6 }
+    fn shape(h: usize, kvh: usize, hd: usize) -> BlockShape {
+        BlockShape { hidden: h * hd, heads: h, kv_heads: kvh, head_dim: hd, rms_norm_eps: 1e-6 }
     }
 
     /// The q/k/v rows of `n` positions (`[n][qkv width]`) from queries `[n][h][hd]` and
     /// keys/values `[kvh][n][hd]`.
-    fn qkv_rows(q: &[f32], k: &[f32], v: &[f32], n: usize, s: TextShape) -> Vec<f32> {
+    fn qkv_rows(q: &[f32], k: &[f32], v: &[f32], n: usize, s: BlockShape) -> Vec<f32> {
         let (h, kvh, hd) = (s.heads, s.kv_heads, s.head_dim);
         let mut rows = Vec::new();
         for i in 0..n {

@@ -19,7 +19,7 @@
 //! into another) for the host decoder (`host_decoder`). Measured against burn's products and the
 //! `gemm` crate in docs/benchmarks.md.
 
-use super::host_decoder::TextShape;
+use super::host_decoder::BlockShape;
 use rayon::prelude::*;
 
 /// Output columns per panel (four 16-lane vectors).
@@ -180,20 +180,14 @@ impl PackedLinear {
     /// re-reads stays in the core's L2 cache.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         assert_eq!(x.len(), rows * self.k, "input is not [rows][k]");
-        self.forward_strided(x, rows, self.k)
-    }
-
-    /// As `forward`, reading row `r` from `x[r·stride ..][..k]` (the first `k` columns of a
-    /// wider matrix).
-    pub fn forward_strided(&self, x: &[f32], rows: usize, stride: usize) -> Vec<f32> {
         let mut y = Vec::new();
-        self.forward_into(x, rows, stride, &mut y);
+        self.forward_into(x, rows, self.k, &mut y);
         y
     }
 
-    /// As `forward_strided`, into `y` (resized to `[rows][n]`). Reusing one buffer across
-    /// calls saves the page faults a fresh multi-megabyte allocation costs on every prefill
-    /// product.
+    /// As `forward`, reading row `r` from `x[r·stride ..][..k]` (the first `k` columns of a
+    /// wider matrix), into `y` (resized to `[rows][n]`). Reusing one buffer across calls saves
+    /// the page faults a fresh multi-megabyte allocation costs on every prefill product.
     pub fn forward_into(&self, x: &[f32], rows: usize, stride: usize, y: &mut Vec<f32>) {
         let (k, n) = (self.k, self.n);
         assert!(stride >= k && (rows == 0 || x.len() >= (rows - 1) * stride + k), "input rows too short");
@@ -537,14 +531,8 @@ pub struct LayerKernels {
 }
 
 impl LayerKernels {
-    /// `down(silu(gate(x)) · up(x))` for `rows` rows of `x`.
-    pub fn mlp(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let (mut gu, mut y) = (Vec::new(), Vec::new());
-        self.mlp_into(x, rows, &mut gu, &mut y);
-        y
-    }
-
-    /// As `mlp`, into `y`, with `gu` as the gate/up buffer (both reused across calls).
+    /// `y ← down(silu(gate(x)) · up(x))` for `rows` rows of `x`, with `gu` as the gate/up buffer
+    /// (both reused across calls).
     pub fn mlp_into(&self, x: &[f32], rows: usize, gu: &mut Vec<f32>, y: &mut Vec<f32>) {
         self.gate_up.forward_into(x, rows, self.gate_up.k, gu);
         let inter = self.gate_up.n / 2;
@@ -618,7 +606,7 @@ pub struct TextKernels {
     pub lm_head: PackedLinear,
     /// The final RMSNorm's weights.
     pub norm: Vec<f32>,
-    pub shape: TextShape,
+    pub shape: BlockShape,
 }
 
 impl TextKernels {
@@ -813,7 +801,8 @@ pub(crate) mod tests {
         let down = PackedLinear::from_in_out(inter, k, &d, None);
         let lk = LayerKernels { qkv: down.clone(), o: down.clone(), gate_up, down, input_norm: vec![], post_norm: vec![] };
         let x = values(2 * k, 6);
-        let y = lk.mlp(&x, 2);
+        let (mut gu, mut y) = (Vec::new(), Vec::new());
+        lk.mlp_into(&x, 2, &mut gu, &mut y);
         let gv = naive(&x, 2, k, inter, &g, None);
         let uv = naive(&x, 2, k, inter, &u, None);
         let act: Vec<f32> = gv.iter().zip(&uv).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();

@@ -6,7 +6,7 @@
 //! Used for f32 models on the CPU backend, with the text model's host decoder; burn's tower
 //! runs otherwise (`Qwen25Vl::set_host_kernels`).
 
-use super::host_decoder::{attention, HostKv, Scratch, TextShape};
+use super::host_decoder::{attention, HostKv, Scratch, BlockShape};
 use super::host_kernels::{LayerKernels, PackedLinear};
 
 /// The vision tower's weights for the host: the patch embedding and every block packed.
@@ -17,7 +17,7 @@ pub struct VisionKernels {
     /// Each block's `qkv`, `proj`, gate/up fused and `down` (all with biases), `norm1`/`norm2`.
     pub blocks: Vec<LayerKernels>,
     /// Sizes (`kv_heads` = `heads`) and the tower's RMSNorm epsilon.
-    pub shape: TextShape,
+    pub shape: BlockShape,
 }
 
 /// Where each block's attention segments come from.

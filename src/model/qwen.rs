@@ -4,8 +4,9 @@
 //! single-token decoding with the rope delta.
 
 use super::config::Qwen25VlConfig;
-use super::host_decoder::{Segment, TextShape};
+use super::host_decoder::{Segment, BlockShape};
 use super::host_vision::VisionKernels;
+use super::vision::VISION_EPS;
 use super::host_kernels::{side_by_side, LayerKernels, MatrixPart, PackedLinear, TextKernels};
 use super::layers::{index_tensor, linear, tensor, to_vec};
 use super::preprocess::VisionInput;
@@ -82,12 +83,16 @@ pub struct Qwen25Vl<B: Backend> {
     pub dtype: DType,
     /// How video time positions are computed (transformers 4.57 truncates seconds per grid).
     pub video_time: VideoTime,
-    /// The text weights packed for the CPU kernels (`host_kernels`): built for f32 models on the
-    /// CPU backend unless `SIGHTLINE_CPU_KERNELS=off`. Repack (`set_host_kernels` off, then on)
-    /// after changing `weights`.
-    host: Option<Arc<TextKernels>>,
-    /// The vision tower packed likewise (patch embedding and blocks), on and off with `host`.
-    host_vision: Option<Arc<VisionKernels>>,
+    /// The text model and vision tower packed for the CPU kernels (`host_kernels`): built for f32
+    /// models on the CPU backend unless `SIGHTLINE_CPU_KERNELS=off`. Repack (`set_host_kernels`
+    /// off, then on) after changing `weights`.
+    host: Option<Arc<HostWeights>>,
+}
+
+/// Both towers' packed weights (on and off together).
+struct HostWeights {
+    text: TextKernels,
+    vision: VisionKernels,
 }
 
 /// Whether `B` is burn's CPU backend (the CPU kernels run on the host).
@@ -109,7 +114,7 @@ impl<B: Backend> Qwen25Vl<B> {
 
     /// A model over loaded weights; packs the CPU kernels where they apply.
     pub fn from_weights(cfg: Qwen25VlConfig, weights: Qwen25VlWeights<B>, device: B::Device, dtype: DType) -> Self {
-        let mut model = Qwen25Vl { cfg, weights, device, dtype, video_time: VideoTime::default(), host: None, host_vision: None };
+        let mut model = Qwen25Vl { cfg, weights, device, dtype, video_time: VideoTime::default(), host: None };
         model.set_host_kernels(cpu_kernels_wanted());
         model
     }
@@ -120,21 +125,19 @@ impl<B: Backend> Qwen25Vl<B> {
     pub fn set_host_kernels(&mut self, on: bool) {
         if !(on && self.dtype == DType::F32 && is_cpu_backend::<B>()) {
             self.host = None;
-            self.host_vision = None;
         } else if self.host.is_none() {
-            self.host = Some(Arc::new(self.pack_text_kernels()));
-            self.host_vision = Some(Arc::new(self.pack_vision_kernels()));
+            self.host = Some(Arc::new(HostWeights { text: self.pack_text_kernels(), vision: self.pack_vision_kernels() }));
         }
     }
 
     /// The packed CPU kernels, when on.
     pub fn host_kernels(&self) -> Option<&TextKernels> {
-        self.host.as_deref()
+        self.host.as_deref().map(|h| &h.text)
     }
 
     /// The packed vision tower, when the CPU kernels are on.
     pub fn host_vision_kernels(&self) -> Option<&VisionKernels> {
-        self.host_vision.as_deref()
+        self.host.as_deref().map(|h| &h.vision)
     }
 
     /// Pack the text model's linear layers (q/k/v fused, gate/up fused) and the output layer,
@@ -163,7 +166,7 @@ impl<B: Backend> Qwen25Vl<B> {
             Some(h) => pack_linear(h),
             None => PackedLinear::from_out_in(tc.vocab_size, d, &to_vec(self.weights.model.embed_tokens.weight.val())),
         };
-        let shape = TextShape { hidden: d, heads: tc.num_attention_heads, kv_heads: tc.num_key_value_heads, head_dim: tc.head_dim(), rms_norm_eps: tc.rms_norm_eps as f32 };
+        let shape = BlockShape { hidden: d, heads: tc.num_attention_heads, kv_heads: tc.num_key_value_heads, head_dim: tc.head_dim(), rms_norm_eps: tc.rms_norm_eps as f32 };
         TextKernels { layers, lm_head, norm: to_vec(self.weights.model.norm.weight.val()), shape }
     }
 
@@ -186,7 +189,7 @@ impl<B: Backend> Qwen25Vl<B> {
                 post_norm: to_vec(b.norm2.weight.val()),
             })
             .collect();
-        let shape = TextShape { hidden: d, heads: vc.num_heads, kv_heads: vc.num_heads, head_dim: vc.head_dim(), rms_norm_eps: VISION_RMS_EPS };
+        let shape = BlockShape { hidden: d, heads: vc.num_heads, kv_heads: vc.num_heads, head_dim: vc.head_dim(), rms_norm_eps: VISION_EPS as f32 };
         VisionKernels { patch, blocks, shape }
     }
 
@@ -243,7 +246,7 @@ impl<B: Backend> Qwen25Vl<B> {
         }
         let n = pixels.len() / dim;
         let t = tensor::<B, 2>(pixels, [n, dim], &self.device, self.dtype);
-        self.weights.visual.forward(&self.cfg.vision, t, &grids, self.host_vision.as_deref())
+        self.weights.visual.forward(&self.cfg.vision, t, &grids, self.host_vision_kernels())
     }
 
     /// Embeddings of `input.ids[start..]` with vision features in their pad positions; the
@@ -336,7 +339,7 @@ impl<B: Backend> Qwen25Vl<B> {
         let (cos, sin) = text_cos_sin(tc, &[p.clone(), p.clone(), p]);
         let flat = match self.host_kernels() {
             Some(k) => {
-                let (kvh, hd) = (tc.num_key_value_heads, hd);
+                let kvh = tc.num_key_value_heads;
                 let mut segments: Vec<Segment> = caches.iter_mut().map(|c| Segment { cache: c.host_layers(kvh, hd), rows: 1 }).collect();
                 let out = k.forward(to_vec(x), &cos, &sin, &mut segments, None);
                 for c in caches.iter_mut() {
@@ -399,9 +402,6 @@ impl<B: Backend> Qwen25Vl<B> {
         ForwardOutput { logits: to_vec(logits), rows, hidden, vision_ms: 0.0 }
     }
 }
-
-/// The vision tower's RMSNorm epsilon (fixed in transformers).
-const VISION_RMS_EPS: f32 = 1e-6;
 
 /// A linear layer's host weights `[in][out]`, its sizes and bias.
 fn host_linear<B: Backend>(l: &Linear<B>) -> (Vec<f32>, usize, usize, Option<Vec<f32>>) {

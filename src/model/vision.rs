@@ -16,7 +16,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 /// RMSNorm epsilon inside the vision tower (fixed in transformers).
-const VISION_EPS: f64 = 1e-6;
+pub(crate) const VISION_EPS: f64 = 1e-6;
 
 /// `Conv3d(3, hidden, kernel=(2,14,14), stride=kernel, bias=False)`; weight `[hidden, C, T, P, P]`.
 #[derive(Module, Debug)]

@@ -18,7 +18,7 @@
 //! Several conversations can go through together ([`Segment`]s): their rows share every linear
 //! layer, while each attends to its own cache (batched decoding of n samples).
 
-use super::host_kernels::{block_product, softmax_in_place, sum_of_squares, LayerKernels, Start, TextKernels, PANEL, ROWS};
+use super::host_kernels::{block_product, exp_shifted_in_place, sum_of_squares, LayerKernels, Start, TextKernels, PANEL, ROWS};
 use rayon::prelude::*;
 
 /// A transformer block's sizes and RMSNorm epsilon, as the host kernels take them (from the text
@@ -76,6 +76,16 @@ impl HostKv {
 
     fn value_width(&self) -> usize {
         self.head_dim.div_ceil(PANEL) * PANEL
+    }
+
+    /// Make room for `extra` more positions, so a prompt's pushes do not regrow (and copy) the
+    /// cache again and again.
+    pub fn reserve(&mut self, extra: usize) {
+        let (hd, vw, total) = (self.head_dim, self.value_width(), self.len + extra);
+        for (keys, values) in self.keys.iter_mut().zip(self.values.iter_mut()) {
+            keys.reserve(total.div_ceil(PANEL) * hd * PANEL - keys.len());
+            values.reserve(total * vw - values.len());
+        }
     }
 
     /// Append one position; `k` and `v` are `[kv_heads][head_dim]`.
@@ -174,12 +184,15 @@ pub fn rms_norm_into(x: &[f32], width: usize, weight: &[f32], eps: f32, out: &mu
 /// their halves equal, as the multimodal rotary builds them).
 fn rotate(heads: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     let half = head_dim / 2;
-    for head in heads.chunks_mut(head_dim) {
+    let (cos_lo, cos_hi) = cos[..head_dim].split_at(half);
+    let (sin_lo, sin_hi) = sin[..head_dim].split_at(half);
+    for head in heads.chunks_exact_mut(head_dim) {
         let (lo, hi) = head.split_at_mut(half);
-        for j in 0..half {
-            let (a, b) = (lo[j], hi[j]);
-            lo[j] = a * cos[j] - b * sin[j];
-            hi[j] = b * cos[half + j] + a * sin[half + j];
+        // Zipped slices of one length: bounds-check free, so the compiler vectorises it.
+        for (((((a, b), cl), ch), sl), sh) in lo.iter_mut().zip(hi.iter_mut()).zip(cos_lo).zip(cos_hi).zip(sin_lo).zip(sin_hi) {
+            let (x, y) = (*a, *b);
+            *a = x * cl - y * sl;
+            *b = y * ch + x * sh;
         }
     }
 }
@@ -229,6 +242,36 @@ pub(crate) struct Scratch {
     gu: Vec<f32>,
 }
 
+impl Scratch {
+    fn bytes(&self) -> usize {
+        [&self.h, &self.qkv, &self.attn, &self.o, &self.gu].iter().map(|v| v.capacity() * 4).sum()
+    }
+}
+
+/// The most a thread keeps in its [`Scratch`] between calls (a 7B's long prefill needs far more,
+/// and is given it only for the call).
+const KEPT_SCRATCH_BYTES: usize = 64 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Run `f` with the calling thread's reused block buffers: fresh multi-megabyte buffers would
+/// fault their pages in again on every prefill (≈ 2 % of a 512-token one).
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let result = f(&mut scratch);
+            if scratch.bytes() > KEPT_SCRATCH_BYTES {
+                *scratch = Scratch::default();
+            }
+            result
+        }
+        // Re-entered on this thread (not done today): buffers for this call only.
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
 impl LayerKernels {
     /// `scratch.qkv` ← q/k/v of `norm(x)` (`input_norm`), queries and keys rotated by `cos`/`sin`
     /// (`[rows][head_dim]`).
@@ -265,25 +308,27 @@ impl TextKernels {
         assert!(segments.iter().all(|g| g.cache.len() == self.layers.len()), "one cache per layer");
         let (qn, kq) = (s.qkv_width(), s.heads * hd);
         let kvw = s.kv_heads * hd;
-        let mut scratch = Scratch::default();
-        for (l, lk) in self.layers.iter().enumerate() {
-            lk.rotated_qkv(s, &x, rows, cos, sin, &mut scratch);
-            let qkv = &scratch.qkv;
-            let mut start = 0;
-            for g in segments.iter_mut() {
-                for r in start..start + g.rows {
-                    let row = &qkv[r * qn..(r + 1) * qn];
-                    g.cache[l].push(&row[kq..kq + kvw], &row[kq + kvw..]);
+        with_scratch(|scratch| {
+            for (l, lk) in self.layers.iter().enumerate() {
+                lk.rotated_qkv(s, &x, rows, cos, sin, scratch);
+                let qkv = &scratch.qkv;
+                let mut start = 0;
+                for g in segments.iter_mut() {
+                    g.cache[l].reserve(g.rows);
+                    for r in start..start + g.rows {
+                        let row = &qkv[r * qn..(r + 1) * qn];
+                        g.cache[l].push(&row[kq..kq + kvw], &row[kq + kvw..]);
+                    }
+                    start += g.rows;
                 }
-                start += g.rows;
+                let caches: Vec<(&HostKv, usize)> = segments.iter().map(|g| (&g.cache[l], g.rows)).collect();
+                attention(s, qkv, rows, &caches, true, &mut scratch.attn);
+                lk.finish(s, &mut x, rows, scratch);
+                if let Some(c) = collect.as_deref_mut() {
+                    c.push(x.clone());
+                }
             }
-            let caches: Vec<(&HostKv, usize)> = segments.iter().map(|g| (&g.cache[l], g.rows)).collect();
-            attention(s, qkv, rows, &caches, true, &mut scratch.attn);
-            lk.finish(s, &mut x, rows, &mut scratch);
-            if let Some(c) = collect.as_deref_mut() {
-                c.push(x.clone());
-            }
-        }
+        });
         let out = rms_norm(&x, d, &self.norm, s.rms_norm_eps);
         if let Some(c) = collect {
             c.push(out.clone());
@@ -331,30 +376,37 @@ pub fn attention(s: BlockShape, qkv: &[f32], rows: usize, caches: &[(&HostKv, us
     out.resize(rows * on, 0.0);
     let shared = SharedOut(out.as_mut_ptr());
     let scale = (hd as f32).powf(-0.5);
-    blocks.par_iter().for_each(|b| {
+    // Each thread reuses one score buffer across its blocks.
+    blocks.par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, b| {
         let kv = caches[b.segment].0;
         let (keys, values, vw) = (&kv.keys[b.group], &kv.values[b.group], kv.value_width());
         let visible = |r: usize| b.first + r * b.step + 1;
         let most = visible(b.rows - 1);
         let width = most.div_ceil(PANEL) * PANEL;
-        let mut scores = vec![0f32; b.rows * width];
+        // Every score is written by its panel's product before it is read.
+        scores.resize(b.rows * width, 0.0);
+        let scores = &mut scores[..b.rows * width];
         for p in 0..width / PANEL {
             block_product(&keys[p * hd * PANEL..], PANEL, &qkv[b.query..], b.query_stride, hd, b.rows, &mut scores[p * PANEL..], width, Start::Zero);
         }
+        // Softmax's numerators; each row's output is divided by their sum after the product.
+        let mut inverse_sums = [0f32; ROWS];
         for (r, row) in scores.chunks_mut(width).enumerate() {
             let (seen, hidden) = row.split_at_mut(visible(r));
-            softmax_in_place(seen, scale);
+            inverse_sums[r] = 1.0 / exp_shifted_in_place(seen, scale);
             hidden.fill(0.0);
         }
         let mut mixed = [0f32; ROWS * PANEL];
         for c in (0..hd).step_by(PANEL) {
-            block_product(&values[c..], vw, &scores, width, most, b.rows, &mut mixed, PANEL, Start::Zero);
+            block_product(&values[c..], vw, scores, width, most, b.rows, &mut mixed, PANEL, Start::Zero);
             let cols = PANEL.min(hd - c);
             for r in 0..b.rows {
                 // SAFETY: each block writes its own rows' columns `head·hd .. +hd` (blocks
                 // cover distinct (row, head) pairs), and `out` outlives the parallel loop.
                 let dst = unsafe { shared.slice(b.out + r * b.out_stride + c, cols) };
-                dst.copy_from_slice(&mixed[r * PANEL..r * PANEL + cols]);
+                for (d, m) in dst.iter_mut().zip(&mixed[r * PANEL..r * PANEL + cols]) {
+                    *d = m * inverse_sums[r];
+                }
             }
         }
     });
@@ -381,6 +433,9 @@ mod tests {
             let c = HostKv::from_heads_major(&k, &v, kvh, len, hd);
             assert_eq!(c.len(), len);
             assert_eq!(c.to_heads_major(), (k.clone(), v.clone()));
+            let mut roomy = c.clone();
+            roomy.reserve(2 * PANEL + 1);
+            assert_eq!(roomy, c, "reserving room changes nothing held");
             let mut t = c.clone();
             t.truncate(len / 2);
             let keep = |a: &[f32]| (0..kvh).flat_map(|g| a[g * len * hd..(g * len + len / 2) * hd].to_vec()).collect::<Vec<f32>>();

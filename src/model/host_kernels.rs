@@ -1,6 +1,6 @@
 //! CPU kernels: the block product every host-side product is made of (the language model's and
 //! vision tower's linear layers, attention's scores and weighted values), threaded over output
-//! columns and vectorised with AVX-512 where the CPU has it; vector exp, softmax and SiLU; and the
+//! columns and vectorised with AVX-512 where the CPU has it; vector exp, softmax numerators and SiLU; and the
 //! packed text weights ([`TextKernels`]).
 //!
 //! Why: burn's `flex` backend runs every matrix product under 192³ multiply-adds on one thread
@@ -394,6 +394,7 @@ mod avx512 {
             #[allow(clippy::too_many_arguments)]
             pub unsafe fn $name<const MR: usize>(x: &[f32], stride: usize, len: usize, w: *const $elem, wstride: usize, out: *mut f32, out_stride: usize, start: Start) {
                 let load = $load;
+                const PANEL_BYTES_PER_ROW: usize = super::PANEL * std::mem::size_of::<$elem>();
                 let mut acc = [[_mm512_setzero_ps(); 4]; MR];
                 match start {
                     Start::Zero => {}
@@ -414,6 +415,14 @@ mod avx512 {
                 let xp = x.as_ptr();
                 for i in 0..len {
                     let row = w.add(i * wstride);
+                    if MR == super::ROWS {
+                        // A full group of rows (a prefill): fetch the weight row eight ahead
+                        // into L1 (≈ 5 % faster products; decoding streams fine without).
+                        let ahead = row.wrapping_add(8 * wstride) as *const i8;
+                        for line in 0..(PANEL_BYTES_PER_ROW / 64) {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64));
+                        }
+                    }
                     let w0 = load(row);
                     let w1 = load(row.add(16));
                     let w2 = load(row.add(32));
@@ -478,7 +487,7 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn softmax_in_place(v: &mut [f32], scale: f32) {
+    pub unsafe fn exp_shifted_in_place(v: &mut [f32], scale: f32) -> f32 {
         let (n, p) = (v.len(), v.as_mut_ptr());
         let sc = _mm512_set1_ps(scale);
         let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
@@ -495,11 +504,7 @@ mod avx512 {
             sum = _mm512_mask_add_ps(sum, m, sum, e);
             _mm512_mask_storeu_ps(p.add(i), m, e);
         }
-        let total = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
-        for i in (0..n).step_by(16) {
-            let m = lanes(i, n);
-            _mm512_mask_storeu_ps(p.add(i), m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, p.add(i)), total));
-        }
+        _mm512_reduce_add_ps(sum)
     }
 
     #[target_feature(enable = "avx512f")]
@@ -561,14 +566,15 @@ pub fn silu_times(g: &mut [f32], u: &[f32]) {
     }
 }
 
-/// `v ← softmax(v · scale)` in f32: the maximum subtracted, exponentials normalised by their sum.
-pub fn softmax_in_place(v: &mut [f32], scale: f32) {
+/// `v ← exp(v · scale − max(v · scale))` in f32, returning the exponentials' sum: softmax's
+/// numerators, so a caller can normalise later and more cheaply (attention scales its few
+/// output values by `1 / sum` instead of every probability).
+pub fn exp_shifted_in_place(v: &mut [f32], scale: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F.
-            unsafe { avx512::softmax_in_place(v, scale) };
-            return;
+            return unsafe { avx512::exp_shifted_in_place(v, scale) };
         }
     }
     let mut max = f32::NEG_INFINITY;
@@ -581,9 +587,7 @@ pub fn softmax_in_place(v: &mut [f32], scale: f32) {
         *x = (*x - max).exp();
         sum += *x;
     }
-    for x in v.iter_mut() {
-        *x /= sum;
-    }
+    sum
 }
 
 /// `Σ x²` in f32.
@@ -773,12 +777,13 @@ pub(crate) mod tests {
         // The dispatching functions against plain scalar code, over lengths with ragged tails.
         for len in [1usize, 15, 16, 17, 100, 513] {
             let v = values(len, len as u32);
-            let mut soft = v.clone();
-            softmax_in_place(&mut soft, 0.37);
+            let mut numerators = v.clone();
+            let sum = exp_shifted_in_place(&mut numerators, 0.37);
             let m = v.iter().map(|x| x * 0.37).fold(f32::NEG_INFINITY, f32::max);
             let e: Vec<f64> = v.iter().map(|x| ((x * 0.37 - m) as f64).exp()).collect();
             let z: f64 = e.iter().sum();
-            assert!(soft.iter().zip(&e).all(|(s, e)| (*s as f64 - e / z).abs() < 1e-6), "softmax, len {len}");
+            assert!(((sum as f64 - z) / z).abs() < 1e-6, "exponentials' sum, len {len}");
+            assert!(numerators.iter().zip(&e).all(|(s, e)| (*s as f64 - e).abs() < 1e-6), "exponentials, len {len}");
             let u = values(len, 99);
             let mut g: Vec<f32> = v.iter().map(|x| x * 12.0).collect();
             let g0 = g.clone();

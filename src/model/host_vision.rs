@@ -6,7 +6,7 @@
 //! Used for f32 models on the CPU backend, with the text model's host decoder; burn's tower
 //! runs otherwise (`Qwen25Vl::set_host_kernels`).
 
-use super::host_decoder::{attention, HostKv, Scratch, BlockShape};
+use super::host_decoder::{attention, with_scratch, BlockShape, HostKv};
 use super::host_kernels::{LayerKernels, PackedLinear};
 
 /// The vision tower's weights for the host: the patch embedding and every block packed.
@@ -46,27 +46,29 @@ impl VisionKernels {
             x.extend_from_slice(&embedded[u * unit * d..(u + 1) * unit * d]);
         }
         let qn = s.qkv_width();
-        let mut scratch = Scratch::default();
-        for (i, lk) in self.blocks.iter().enumerate() {
-            let cu = if layout.full_blocks.contains(&i) { layout.cu_full } else { layout.cu_window };
-            lk.rotated_qkv(s, &x, n, cos, sin, &mut scratch);
-            let qkv = &scratch.qkv;
-            // One cache per segment: its keys and values, seen by all of its rows.
-            let caches: Vec<HostKv> = cu
-                .windows(2)
-                .map(|w| {
-                    let mut kv = HostKv::new(s.kv_heads, hd);
-                    for r in w[0]..w[1] {
-                        let row = &qkv[r * qn..(r + 1) * qn];
-                        kv.push(&row[d..2 * d], &row[2 * d..]);
-                    }
-                    kv
-                })
-                .collect();
-            let views: Vec<(&HostKv, usize)> = caches.iter().map(|c| (c, c.len())).collect();
-            attention(s, qkv, n, &views, false, &mut scratch.attn);
-            lk.finish(s, &mut x, n, &mut scratch);
-        }
+        with_scratch(|scratch| {
+            for (i, lk) in self.blocks.iter().enumerate() {
+                let cu = if layout.full_blocks.contains(&i) { layout.cu_full } else { layout.cu_window };
+                lk.rotated_qkv(s, &x, n, cos, sin, scratch);
+                let qkv = &scratch.qkv;
+                // One cache per segment: its keys and values, seen by all of its rows.
+                let caches: Vec<HostKv> = cu
+                    .windows(2)
+                    .map(|w| {
+                        let mut kv = HostKv::new(s.kv_heads, hd);
+                        kv.reserve(w[1] - w[0]);
+                        for r in w[0]..w[1] {
+                            let row = &qkv[r * qn..(r + 1) * qn];
+                            kv.push(&row[d..2 * d], &row[2 * d..]);
+                        }
+                        kv
+                    })
+                    .collect();
+                let views: Vec<(&HostKv, usize)> = caches.iter().map(|c| (c, c.len())).collect();
+                attention(s, qkv, n, &views, false, &mut scratch.attn);
+                lk.finish(s, &mut x, n, scratch);
+            }
+        });
         x
     }
 }

@@ -33,6 +33,13 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// `min–max` of the runs, to show the spread beside a median.
+fn spread(v: &[f64]) -> String {
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    format!("{lo:.3}–{hi:.3} s")
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -131,8 +138,8 @@ fn main() {
         let (b, o) = (median(together[pi].clone()), median(apart[pi].clone()));
         let p = median(prefills[pi].clone());
         println!("[{}]:", names[pi]);
-        println!("  prefill {prefill_n} tokens: median {:.3} s ({:.0} tokens/s)", p, prefill_n as f64 / p);
-        println!("  {decode_n} tokens after the prompt: median {:.3} s ({:.1} ms/token, {:.1} tokens/s)", d, d * 1000.0 / decode_n as f64, decode_n as f64 / d);
+        println!("  prefill {prefill_n} tokens: median {:.3} s ({:.0} tokens/s; runs {})", p, prefill_n as f64 / p, spread(&prefills[pi]));
+        println!("  {decode_n} tokens after the prompt: median {:.3} s ({:.1} ms/token, {:.1} tokens/s; runs {})", d, d * 1000.0 / decode_n as f64, decode_n as f64 / d, spread(&single[pi]));
         println!(
             "  {rows} conversations × {steps} tokens: batched {:.3} s ({:.1} tokens/s), one after the other {:.3} s ({:.1} tokens/s), speed-up {:.2}×",
             b,
@@ -167,7 +174,7 @@ fn main() {
         }
     }
     for (pi, t) in times.into_iter().enumerate() {
-        println!("vision tower {side}×{side} ({} patches → {} tokens) [{}]: median {:.3} s", v.grid.patches(), v.grid.tokens(2), names[pi], median(t));
+        println!("vision tower {side}×{side} ({} patches → {} tokens) [{}]: median {:.3} s (runs {})", v.grid.patches(), v.grid.tokens(2), names[pi], median(t.clone()), spread(&t));
     }
     println!("peak RSS {:.0} MB", peak_rss_mb());
 }
